@@ -1,0 +1,63 @@
+# The two commands: `make demo` and `make test`. Everything they need is installed here,
+# into .venv (keyed by the lock file) and kafka/lib (keyed by kafka/pom.xml); caches are reused.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.8
+LOCK_KEY := $(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
+POM_KEY := $(shell sha256sum kafka/pom.xml | cut -c1-16)
+VENV_STAMP := $(VENV)/.installed-$(LOCK_KEY)
+JARS_STAMP := kafka/lib/.resolved-$(POM_KEY)
+PYTEST_ARGS ?=
+
+.PHONY: install venv jars demo test lint typecheck compose-check bench lock clean help
+
+help:
+	@echo "make demo     install what is missing, start the local broker, emit the example trajectories"
+	@echo "make test     install what is missing, lint, type-check and run the tests"
+	@echo "make bench    run the benchmarks under benchmarks/"
+	@echo "make lock     re-resolve requirements.lock from pyproject.toml"
+
+install: venv jars
+
+venv: $(VENV_STAMP)
+$(VENV_STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+jars: $(JARS_STAMP)
+$(JARS_STAMP): kafka/pom.xml
+	@rm -rf kafka/lib
+	mvn -B -q -f kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/kafka/lib -DincludeScope=runtime
+	@touch $@
+
+lock: venv
+	$(BIN)/uv pip compile -q pyproject.toml --extra dev --generate-hashes -o requirements.lock
+
+demo: install
+	$(BIN)/trajstream demo
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+compose-check:
+	scripts/check-compose.sh
+
+test: install lint typecheck compose-check
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: install
+	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	-$(BIN)/trajstream broker stop
+	rm -rf .trajstream .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,314 @@
+"""A real single-node Apache Kafka broker (KRaft: broker and controller in one JVM) for local use.
+
+The jars come from Maven Central through ``kafka/pom.xml``; the data lives under
+``$TRAJSTREAM_HOME/kafka``. Nothing here runs when an external cluster is configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from trajstream.errors import BrokerError, ConfigurationError, PortInUseError
+from trajstream.settings import Settings
+
+_LOG4J2 = """\
+status = warn
+appender.out.type = Console
+appender.out.name = OUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = OUT
+# Per-request and per-segment chatter hides what matters when reading `trajstream broker logs`.
+logger.state.name = state.change.logger
+logger.state.level = WARN
+logger.log.name = kafka.log
+logger.log.level = WARN
+logger.ulog.name = org.apache.kafka.storage.internals.log
+logger.ulog.level = WARN
+logger.cleaner.name = kafka.log.LogCleaner
+logger.cleaner.level = WARN
+"""
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    running: bool
+    bootstrap: str
+    external: bool
+    pid: int | None = None
+    cluster_id: str | None = None
+    brokers: int | None = None
+    topics: int | None = None
+    detail: str = ""
+
+
+class LocalBroker:
+    """Start, stop and inspect the local broker. Safe to call from several processes at once."""
+
+    def __init__(self, settings: Settings, progress: Progress = _quiet):
+        self.settings = settings
+        self.progress = progress
+        self.state_dir = settings.home.resolve() / "kafka"
+        self.data_dir = self.state_dir / "data"
+        self.properties = self.state_dir / "server.properties"
+        self.log_config = self.state_dir / "log4j2.properties"
+        self.pid_file = self.state_dir / "broker.pid"
+        self.log_file = self.state_dir / "broker.log"
+
+    # --- jars ------------------------------------------------------------------------------
+    def jars(self) -> list[Path]:
+        lib = self.settings.kafka_lib
+        found = sorted(lib.glob("*.jar")) if lib.is_dir() else []
+        if any(j.name.startswith("kafka_2.13-") for j in found):
+            return found
+        return self._resolve_jars()
+
+    def _resolve_jars(self) -> list[Path]:
+        pom = self.settings.kafka_pom
+        if not pom.is_file():
+            raise BrokerError(f"no Kafka jars in {self.settings.kafka_lib} and no pom at {pom} to resolve them")
+        self.progress(f"resolving Kafka jars from Maven Central with {pom} (once; cached in ~/.m2)")
+        cmd = [
+            "mvn", "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
+            f"-DoutputDirectory={self.settings.kafka_lib}", "-DincludeScope=runtime",
+        ]  # fmt: skip
+        try:
+            result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        except FileNotFoundError:
+            raise BrokerError("Maven (mvn) is not installed; it resolves the Kafka jars") from None
+        if result.returncode != 0:
+            raise BrokerError(f"mvn failed ({result.returncode}):\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+        return sorted(self.settings.kafka_lib.glob("*.jar"))
+
+    # --- process -------------------------------------------------------------------------
+    def pid(self) -> int | None:
+        """The pid of our broker if it is alive (a stale pid file is ignored)."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        return pid if b"kafka.Kafka" in cmdline and str(self.properties).encode() in cmdline else None
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.state_dir / ".lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def start(self) -> BrokerStatus:
+        if self.settings.uses_external_kafka:
+            self.progress(f"external cluster {self.settings.bootstrap} configured: nothing started locally")
+            return self.status()
+        with self._lock():
+            pid = self.pid()
+            if pid is not None:
+                self.progress(f"broker already running (pid {pid}) on {self.settings.bootstrap}")
+                self._wait_ready(pid)
+                return self.status()
+            self._check_ports()
+            jars = self.jars()
+            self._write_config()
+            self._format_once(jars)
+            proc = self._launch(jars)
+            self.progress(f"broker starting (pid {proc.pid}); waiting for metadata on {self.settings.bootstrap}")
+            self._wait_ready(proc.pid, proc)
+            return self.status()
+
+    def _check_ports(self) -> None:
+        s = self.settings
+        for port, name, env in (
+            (s.broker_port, "broker", "TRAJSTREAM_BROKER_PORT"),
+            (s.controller_port, "controller", "TRAJSTREAM_CONTROLLER_PORT"),
+        ):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind((s.broker_host, port))
+                except OSError as exc:
+                    raise PortInUseError(
+                        f"the {name} port {s.broker_host}:{port} is already in use by another process "
+                        f"({exc.strerror}); stop it or set {env} to a free port"
+                    ) from None
+        if s.broker_port == s.controller_port:
+            raise ConfigurationError("TRAJSTREAM_BROKER_PORT and TRAJSTREAM_CONTROLLER_PORT must differ")
+
+    def _write_config(self) -> None:
+        s = self.settings
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@{s.broker_host}:{s.controller_port}",
+            "listeners": f"PLAINTEXT://{s.broker_host}:{s.broker_port},CONTROLLER://{s.broker_host}:{s.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{s.broker_host}:{s.broker_port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.data_dir),
+            "auto.create.topics.enable": "false",
+            "num.partitions": str(s.topic_partitions),
+            "default.replication.factor": "1",
+            "min.insync.replicas": "1",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "6",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "6",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "message.max.bytes": str(s.dead_letter_max_bytes),
+        }
+        self.properties.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        self.log_config.write_text(_LOG4J2)
+
+    def _classpath(self, jars: list[Path]) -> str:
+        return os.pathsep.join(str(j) for j in jars)
+
+    def _format_once(self, jars: list[Path]) -> None:
+        if (self.data_dir / "meta.properties").exists():
+            return
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        self.progress(f"formatting broker storage in {self.data_dir} (cluster {cluster_id})")
+        cmd = [
+            self.settings.java, f"-Dlog4j2.configurationFile={self.log_config}", "-cp", self._classpath(jars),
+            "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.properties),
+        ]  # fmt: skip
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if result.returncode != 0:
+            raise BrokerError(f"formatting Kafka storage failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+
+    def _launch(self, jars: list[Path]) -> subprocess.Popen[bytes]:
+        cmd = [
+            self.settings.java, f"-Xmx{self.settings.broker_heap}", "-Xms128m", "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.log_config}", "-cp", self._classpath(jars),
+            "kafka.Kafka", str(self.properties),
+        ]  # fmt: skip
+        with open(self.log_file, "ab") as log:
+            try:
+                proc = subprocess.Popen(
+                    cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+                )
+            except FileNotFoundError:
+                raise BrokerError(f"Java ({self.settings.java}) is not installed; set TRAJSTREAM_JAVA") from None
+        self.pid_file.write_text(str(proc.pid))
+        return proc
+
+    def _wait_ready(self, pid: int, proc: subprocess.Popen[bytes] | None = None) -> None:
+        deadline = time.monotonic() + self.settings.broker_start_timeout_s
+        last_error = ""
+        while time.monotonic() < deadline:
+            # Our own child is checked with poll(): the JVM's /proc entry can look odd while it starts.
+            exited = proc.poll() is not None if proc is not None else self.pid() != pid
+            if exited:
+                self.pid_file.unlink(missing_ok=True)
+                raise BrokerError(f"the broker exited during start-up; last log lines:\n{self.logs(30)}")
+            try:
+                with _quiet_aiokafka():
+                    asyncio.run(_describe(self.settings, timeout_s=5.0))
+                return
+            except Exception as exc:  # not ready yet: connection refused, no controller, ...
+                last_error = f"{type(exc).__name__}: {exc}"
+            time.sleep(0.25)
+        raise BrokerError(
+            f"the broker did not answer metadata within {self.settings.broker_start_timeout_s:.0f}s "
+            f"({last_error}); last log lines:\n{self.logs(30)}"
+        )
+
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """Stop the broker cleanly (controlled shutdown); returns False when none was running."""
+        if self.settings.uses_external_kafka:
+            self.progress("external cluster configured: no local broker to stop")
+            return False
+        with self._lock():
+            pid = self.pid()
+            if pid is None:
+                self.pid_file.unlink(missing_ok=True)
+                return False
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline and self.pid() == pid:
+                time.sleep(0.1)
+            if self.pid() == pid:
+                self.progress(f"broker did not stop within {timeout_s:.0f}s; killing it")
+                os.kill(pid, signal.SIGKILL)
+                while self.pid() == pid:
+                    time.sleep(0.05)
+            self.pid_file.unlink(missing_ok=True)
+            return True
+
+    def status(self) -> BrokerStatus:
+        external = self.settings.uses_external_kafka
+        pid = None if external else self.pid()
+        if not external and pid is None:
+            return BrokerStatus(False, self.settings.bootstrap, external, detail="not running")
+        try:
+            with _quiet_aiokafka():
+                cluster_id, brokers, topics = asyncio.run(_describe(self.settings, timeout_s=10.0))
+        except Exception as exc:
+            return BrokerStatus(False, self.settings.bootstrap, external, pid, detail=f"not answering: {exc}")
+        return BrokerStatus(True, self.settings.bootstrap, external, pid, cluster_id, brokers, topics)
+
+    def logs(self, lines: int = 100) -> str:
+        if not self.log_file.exists():
+            return ""
+        with open(self.log_file, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 256 * 1024))
+            tail = handle.read().decode(errors="replace").splitlines()
+        return "\n".join(tail[-lines:])
+
+
+@contextlib.contextmanager
+def _quiet_aiokafka() -> Iterator[None]:
+    """Connection refusals are expected while probing a broker; keep them out of the user's terminal."""
+    logger = logging.getLogger("aiokafka")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+async def _describe(settings: Settings, timeout_s: float) -> tuple[str, int, int]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options(), request_timeout_ms=int(timeout_s * 1000))
+    try:
+        await asyncio.wait_for(admin.start(), timeout_s)
+        cluster = await asyncio.wait_for(admin.describe_cluster(), timeout_s)
+        topics = await asyncio.wait_for(admin.list_topics(), timeout_s)
+        return str(cluster["cluster_id"]), len(cluster["brokers"]), len(topics)
+    finally:
+        await admin.close()

@@ -1,0 +1,252 @@
+"""The ``trajstream`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from trajstream.errors import TrajstreamError
+from trajstream.settings import PROJECT_ROOT, Settings
+
+err = Console(stderr=True)
+# Tables and summaries should not be cut to 80 columns when piped to a file or CI log.
+out = Console(width=None if sys.stdout.isatty() else 160)
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+def _fail(exc: BaseException) -> None:
+    err.print(f"[bold red]error:[/] {exc}")
+    sys.exit(1)
+
+
+class _Group(click.Group):
+    """Turns trajstream's own errors into one clear line and exit code 1, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TrajstreamError as exc:
+            _fail(exc)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="trajstream")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """trajstream: capture every agent turn as an event on Kafka and turn the stream into learning.
+
+    Configuration comes from TRAJSTREAM_* environment variables (see README.md): TRAJSTREAM_HOME
+    (state, default ./.trajstream), TRAJSTREAM_KAFKA_BOOTSTRAP (an external cluster; when unset a
+    local broker is used), TRAJSTREAM_BROKER_PORT, TRAJSTREAM_SCHEMA_REGISTRY_URL, ...
+    """
+    try:
+        ctx.obj = Settings()
+    except Exception as exc:  # pydantic's ValidationError names the bad variable
+        _fail(Exception(f"invalid TRAJSTREAM_* settings: {exc}"))
+
+
+# --- broker --------------------------------------------------------------------------------
+@main.group()
+def broker() -> None:
+    """Run the local single-node Kafka broker (KRaft) from Maven-resolved jars."""
+
+
+def _broker(ctx: click.Context) -> Any:
+    from trajstream.broker import LocalBroker
+
+    return LocalBroker(_settings(ctx), progress=lambda msg: err.print(f"[dim]{msg}[/]"))
+
+
+@broker.command("start")
+@click.pass_context
+def broker_start(ctx: click.Context) -> None:
+    """Start the broker (formats storage once; reuses a running one) and wait until it answers."""
+    status = _broker(ctx).start()
+    _print_status(status)
+    if not status.running:
+        sys.exit(1)
+
+
+@broker.command("stop")
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for a clean shutdown.")
+@click.pass_context
+def broker_stop(ctx: click.Context, timeout: float) -> None:
+    """Stop the local broker cleanly (controlled shutdown, then SIGKILL after --timeout)."""
+    stopped = _broker(ctx).stop(timeout)
+    out.print("broker stopped" if stopped else "no local broker was running")
+
+
+@broker.command("status")
+@click.pass_context
+def broker_status(ctx: click.Context) -> None:
+    """Show whether the broker runs and answers metadata; exit code 1 when it does not."""
+    status = _broker(ctx).status()
+    _print_status(status)
+    if not status.running:
+        sys.exit(1)
+
+
+@broker.command("logs")
+@click.option("-n", "--lines", default=100, show_default=True, help="How many lines from the end.")
+@click.pass_context
+def broker_logs(ctx: click.Context, lines: int) -> None:
+    """Print the end of the local broker's log."""
+    b = _broker(ctx)
+    text = b.logs(lines)
+    if not text:
+        err.print(f"no broker log at {b.log_file}")
+    click.echo(text)
+
+
+def _print_status(status: Any) -> None:
+    where = "external cluster" if status.external else "local broker"
+    if status.running:
+        pid = f", pid {status.pid}" if status.pid else ""
+        out.print(
+            f"[green]running[/] {where} {status.bootstrap}{pid}: cluster {status.cluster_id}, "
+            f"{status.brokers} broker(s), {status.topics} topic(s)"
+        )
+    else:
+        out.print(f"[red]not running[/] {where} {status.bootstrap}: {status.detail}")
+
+
+# --- topics --------------------------------------------------------------------------------
+@main.group()
+def topics() -> None:
+    """Manage the platform's Kafka topics."""
+
+
+@topics.command("create")
+@click.pass_context
+def topics_create(ctx: click.Context) -> None:
+    """Create every topic the platform uses; existing ones are left as they are (idempotent).
+
+    Partitions, replication and retention come from TRAJSTREAM_TOPIC_PARTITIONS,
+    TRAJSTREAM_TOPIC_REPLICATION, TRAJSTREAM_TOPIC_RETENTION_MS and TRAJSTREAM_DLQ_RETENTION_MS.
+    """
+    from trajstream.topics import create_topics
+
+    results = asyncio.run(create_topics(_settings(ctx)))
+    table = Table("topic", "state", "partitions", "cleanup", "retention.ms")
+    for r in results:
+        table.add_row(r.name, "created" if r.created else "exists", str(r.partitions),
+                      r.config["cleanup.policy"], r.config["retention.ms"])  # fmt: skip
+    out.print(table)
+
+
+@topics.command("list")
+@click.pass_context
+def topics_list(ctx: click.Context) -> None:
+    """List the platform's topics with their descriptions."""
+    from trajstream.topics import TOPICS
+
+    for spec in TOPICS:
+        out.print(f"{_settings(ctx).topic(spec.name):40} {spec.description}")
+
+
+# --- schemas -------------------------------------------------------------------------------
+@main.group()
+def schemas() -> None:
+    """Inspect and check the versioned Avro contract in schemas/."""
+
+
+@schemas.command("check")
+@click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Schema directory (default: TRAJSTREAM_SCHEMAS_DIR).")  # fmt: skip
+@click.pass_context
+def schemas_check(ctx: click.Context, directory: Path | None) -> None:
+    """Fail (exit 1) if any schema version cannot read data written with an earlier version."""
+    from trajstream.schemas import SchemaCatalog, check_compatibility
+
+    catalog = SchemaCatalog.from_directory(directory or _settings(ctx).schemas_dir)
+    problems = check_compatibility(catalog)
+    for name in catalog.names:
+        versions = catalog.versions(name)
+        out.print(f"{name}: {len(versions)} version(s), latest v{versions[-1].version}")
+    if problems:
+        for p in problems:
+            err.print(f"[red]incompatible[/] {p}")
+        sys.exit(1)
+    out.print("[green]all schemas are backward compatible with their earlier versions[/]")
+
+
+@schemas.command("list")
+@click.pass_context
+def schemas_list(ctx: click.Context) -> None:
+    """List every schema version with its CRC-64-AVRO fingerprint."""
+    from trajstream.schemas import SchemaCatalog
+
+    catalog = SchemaCatalog.from_directory(_settings(ctx).schemas_dir)
+    for name in catalog.names:
+        for v in catalog.versions(name):
+            out.print(f"{v.full_name:40} v{v.version}  {v.fingerprint.hex()}  {v.path}")
+
+
+# --- emit ----------------------------------------------------------------------------------
+@main.command("emit")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--dry-run", is_flag=True, help="Validate and encode every line, send nothing.")
+@click.pass_context
+def emit(ctx: click.Context, file: Path, dry_run: bool) -> None:
+    """Publish trajectories from a JSON Lines FILE (one trajectory per line, OpenAI chat messages).
+
+    Invalid lines are reported with their line number and reason, and sent to the dead-letter
+    topic; valid lines still go out. Exit code 2 when any line was rejected. The line format is
+    documented in README.md ("Trajectory files").
+    """
+    summary = asyncio.run(_emit(_settings(ctx), file, dry_run))
+    for number, reason in summary.rejected:
+        err.print(f"[yellow]{file}:{number}:[/] rejected: {reason}")
+    verb = "validated" if dry_run else "sent"
+    out.print(
+        f"{summary.lines} line(s): {summary.trajectories} trajectories {verb} ({summary.events} events), "
+        f"{len(summary.rejected)} rejected"
+        + (f" ({summary.dead_lettered} to the dead-letter topic)" if not dry_run and summary.rejected else "")
+        + (f", {summary.blank} blank" if summary.blank else "")
+    )
+    if summary.rejected:
+        sys.exit(2)
+
+
+async def _emit(settings: Settings, file: Path, dry_run: bool) -> Any:
+    from trajstream.emit_file import emit_file
+    from trajstream.sdk.emitter import AsyncEmitter
+
+    emitter = AsyncEmitter(settings, client_id="trajstream-emit")
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+        console=err, transient=True, disable=not err.is_terminal,
+    ) as progress:  # fmt: skip
+        task = progress.add_task(f"emitting {file.name}", total=file.stat().st_size)
+        if dry_run:
+            return await emit_file(file, emitter, dry_run=True, on_line=lambda n, size: progress.advance(task, size))
+        async with emitter:
+            return await emit_file(file, emitter, on_line=lambda n, size: progress.advance(task, size))
+
+
+# --- demo ----------------------------------------------------------------------------------
+@main.command("demo")
+@click.option("--file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              default=PROJECT_ROOT / "examples" / "trajectories.jsonl", show_default=True)  # fmt: skip
+@click.pass_context
+def demo(ctx: click.Context, file: Path) -> None:
+    """Start the broker (unless external), create the topics, emit the example trajectories and
+    read them back from Kafka to show what arrived."""
+    from trajstream.demo import run_demo
+
+    run_demo(_settings(ctx), file, out, err)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""Event codecs: Avro single-object encoding (default) or the Confluent wire format with a registry.
+
+Both write with the newest schema version in ``schemas/`` and read any version they can resolve,
+projecting it onto the newest (reader) version. fastavro does the work on the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from io import BytesIO
+from typing import Any, Protocol
+
+from fastavro import schemaless_reader, schemaless_writer
+
+from trajstream.errors import (
+    EncodeError,
+    EventTooLargeError,
+    MalformedEventError,
+    UnexpectedEventTypeError,
+    UnknownSchemaError,
+)
+from trajstream.schema_registry import SchemaRegistryClient
+from trajstream.schemas import DEAD_LETTER, SchemaCatalog, SchemaVersion
+from trajstream.settings import Settings
+
+SINGLE_OBJECT_MARKER = b"\xc3\x01"
+_SO_HEADER_LEN = 10  # marker (2) + CRC-64-AVRO fingerprint (8)
+CONFLUENT_MAGIC = b"\x00"
+_CF_HEADER_LEN = 5  # magic (1) + schema id (4, big-endian)
+
+# Encoding failures fastavro reports for a record that does not fit its schema.
+_ENCODE_FAILURES = (ValueError, TypeError, KeyError, AttributeError, OverflowError)
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedEvent:
+    """A decoded event: which record it is, which version wrote it, and its fields."""
+
+    name: str
+    writer_version: int
+    record: dict[str, Any]
+
+
+class EventCodec(Protocol):
+    def encode(self, name: str, record: Mapping[str, Any]) -> bytes: ...
+
+    def decode(self, data: bytes, expect: str | None = None) -> DecodedEvent: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _ReadPlan:
+    name: str
+    writer_version: int
+    writer: Any
+    reader: Any  # None when writer and reader are the same version: fastavro skips resolution
+
+
+def _read(plan: _ReadPlan, data: bytes, offset: int, expect: str | None) -> DecodedEvent:
+    if expect is not None and plan.name != expect:
+        raise UnexpectedEventTypeError(f"expected a {expect} event, got {plan.name} (v{plan.writer_version})")
+    stream = BytesIO(data)
+    stream.seek(offset)
+    try:
+        record = schemaless_reader(
+            stream, plan.writer, plan.reader, return_record_name=True, return_record_name_override=True
+        )
+    except Exception as exc:  # fastavro raises EOFError, UnicodeDecodeError, IndexError... on corrupt bodies
+        raise MalformedEventError(
+            f"corrupt {plan.name} v{plan.writer_version} body ({len(data)} bytes): {type(exc).__name__}: {exc}"
+        ) from exc
+    if stream.tell() != len(data):
+        raise MalformedEventError(
+            f"{len(data) - stream.tell()} trailing bytes after a {plan.name} v{plan.writer_version} body"
+        )
+    return DecodedEvent(plan.name, plan.writer_version, record)  # type: ignore[arg-type]
+
+
+def _write(version: SchemaVersion, header: bytes, record: Mapping[str, Any], max_bytes: int) -> bytes:
+    stream = BytesIO()
+    stream.write(header)
+    try:
+        schemaless_writer(stream, version.parsed, record, strict_allow_default=True)
+    except _ENCODE_FAILURES as exc:
+        raise EncodeError(f"{version.name} record does not fit schema v{version.version}: {exc}") from exc
+    data = stream.getvalue()
+    # A dead letter wraps a whole rejected input (often the oversize one), so it gets twice the room.
+    if version.name == DEAD_LETTER:
+        max_bytes *= 2
+    if len(data) > max_bytes:
+        raise EventTooLargeError(
+            f"{version.name} event is {len(data)} bytes, over the limit of {max_bytes} (TRAJSTREAM_MAX_EVENT_BYTES)"
+        )
+    return data
+
+
+class SingleObjectCodec:
+    """Avro single-object encoding: C3 01, the writer schema's CRC-64-AVRO fingerprint, the body."""
+
+    def __init__(self, catalog: SchemaCatalog, max_event_bytes: int = 1024 * 1024):
+        self.catalog = catalog
+        self.max_event_bytes = max_event_bytes
+        self._plans: dict[bytes, _ReadPlan] = {}
+        self._headers = {name: SINGLE_OBJECT_MARKER + catalog.latest(name).fingerprint for name in catalog.names}
+
+    def encode(self, name: str, record: Mapping[str, Any]) -> bytes:
+        header = self._headers.get(name)
+        if header is None:
+            raise EncodeError(f"unknown record schema {name!r}; known: {', '.join(self.catalog.names)}")
+        return _write(self.catalog.latest(name), header, record, self.max_event_bytes)
+
+    def decode(self, data: bytes, expect: str | None = None) -> DecodedEvent:
+        if len(data) < _SO_HEADER_LEN:
+            raise MalformedEventError(f"event is {len(data)} bytes; a single-object encoded event has a 10-byte header")
+        if data[:2] != SINGLE_OBJECT_MARKER:
+            raise MalformedEventError(
+                f"bad marker {bytes(data[:2]).hex()}: not Avro single-object encoding (expected c301)"
+            )
+        fp = bytes(data[2:_SO_HEADER_LEN])
+        plan = self._plans.get(fp)
+        if plan is None:
+            plan = self._plan(fp)
+        return _read(plan, data, _SO_HEADER_LEN, expect)
+
+    def _plan(self, fp: bytes) -> _ReadPlan:
+        writer = self.catalog.by_fingerprint(fp)
+        if writer is None:
+            raise UnknownSchemaError(
+                f"unknown writer schema fingerprint {fp.hex()}: no schema in {self.catalog_dir()} has it"
+            )
+        reader = self.catalog.latest(writer.name)
+        plan = _ReadPlan(
+            writer.name, writer.version, writer.parsed, None if reader.fingerprint == fp else reader.parsed
+        )
+        self._plans[fp] = plan
+        return plan
+
+    def catalog_dir(self) -> str:
+        first = self.catalog.latest(self.catalog.names[0]).path
+        return str(first.parent.parent)
+
+
+class ConfluentCodec:
+    """Confluent wire format (magic 0, 4-byte schema id, body) with schemas kept in a registry.
+
+    Subjects follow the record-name strategy (the record's full name): one topic carries
+    several record types, so the topic-name strategy does not fit.
+    """
+
+    def __init__(self, catalog: SchemaCatalog, registry: SchemaRegistryClient, max_event_bytes: int = 1024 * 1024):
+        self.catalog = catalog
+        self.registry = registry
+        self.max_event_bytes = max_event_bytes
+        self._headers: dict[str, bytes] = {}
+        self._plans: dict[int, _ReadPlan] = {}
+
+    def encode(self, name: str, record: Mapping[str, Any]) -> bytes:
+        header = self._headers.get(name)
+        if header is None:
+            version = self.catalog.latest(name)
+            schema_id = self.registry.register(version.full_name, version.source)
+            header = CONFLUENT_MAGIC + schema_id.to_bytes(4, "big")
+            self._headers[name] = header
+        return _write(self.catalog.latest(name), header, record, self.max_event_bytes)
+
+    def decode(self, data: bytes, expect: str | None = None) -> DecodedEvent:
+        if len(data) < _CF_HEADER_LEN:
+            raise MalformedEventError(f"event is {len(data)} bytes; the Confluent wire format has a 5-byte header")
+        if data[:1] != CONFLUENT_MAGIC:
+            raise MalformedEventError(f"bad magic byte {data[0]:#04x}: not the Confluent wire format (expected 0x00)")
+        schema_id = int.from_bytes(data[1:_CF_HEADER_LEN], "big")
+        plan = self._plans.get(schema_id)
+        if plan is None:
+            plan = self._plan(schema_id)
+        return _read(plan, data, _CF_HEADER_LEN, expect)
+
+    def _plan(self, schema_id: int) -> _ReadPlan:
+        import fastavro
+
+        source = self.registry.schema_by_id(schema_id)  # raises UnknownSchemaError
+        writer = fastavro.parse_schema(source)
+        full_name = f"{source.get('namespace', '')}.{source.get('name')}".lstrip(".")
+        reader = self.catalog.by_full_name(full_name)
+        if reader is None:
+            raise UnknownSchemaError(f"registry schema id {schema_id} is {full_name}, which this reader does not know")
+        version = next((v.version for v in self.catalog.versions(reader.name) if v.fingerprint == _fp(writer)), 0)
+        plan = _ReadPlan(reader.name, version, writer, reader.parsed)
+        self._plans[schema_id] = plan
+        return plan
+
+
+def _fp(parsed: Any) -> bytes:
+    from trajstream.schemas import _fingerprint
+
+    return _fingerprint(parsed)
+
+
+def codec_for(settings: Settings) -> EventCodec:
+    """The codec the settings ask for, over the schemas in TRAJSTREAM_SCHEMAS_DIR."""
+    password = settings.schema_registry_password
+    return build_codec(
+        SchemaCatalog.from_directory(settings.schemas_dir),
+        settings.schema_registry_url,
+        settings.max_event_bytes,
+        username=settings.schema_registry_username,
+        password=password.get_secret_value() if password else None,
+    )
+
+
+def build_codec(catalog: SchemaCatalog, registry_url: str | None, max_event_bytes: int, **auth: Any) -> EventCodec:
+    """The single-object codec, or the Confluent one when a registry URL is configured."""
+    if registry_url:
+        return ConfluentCodec(catalog, SchemaRegistryClient(registry_url, **auth), max_event_bytes)
+    return SingleObjectCodec(catalog, max_event_bytes)

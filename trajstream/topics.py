@@ -1,0 +1,105 @@
+"""Every topic the platform uses, and their idempotent creation (broker auto-creation is off)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from trajstream.errors import ConfigurationError
+from trajstream.settings import Settings
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    description: str
+    compacted: bool = False
+    dead_letters: bool = False
+    # Stages whose output is keyed state (latest version per key) keep everything, compacted.
+
+
+# Start, turn and end events of one trajectory share one topic (keyed by trajectory id) so that
+# they land on one partition and are read in the order the agent wrote them; the reader tells the
+# record types apart by their schema fingerprint.
+EVENTS = "events"
+FEEDBACK = "feedback"
+DEAD_LETTERS = "deadletter"
+ASSEMBLED = "trajectories.assembled"
+ENRICHMENT_REQUESTS = "enrichment.requests"
+ENRICHMENT_RESULTS = "enrichment.results"
+REWARDS = "rewards"
+SCORED = "trajectories.scored"
+MODEL_VERSIONS = "model.versions"
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec(EVENTS, "Agent events: trajectory start, turns and end, keyed by trajectory id."),
+    TopicSpec(FEEDBACK, "Late rewards and reviews for finished trajectories, keyed by trajectory id."),
+    TopicSpec(DEAD_LETTERS, "Input any stage rejected, with the original bytes and the reason.", dead_letters=True),
+    TopicSpec(ASSEMBLED, "Complete trajectories, latest version per trajectory id.", compacted=True),
+    TopicSpec(ENRICHMENT_REQUESTS, "Finished trajectories waiting for decision and entity extraction."),
+    TopicSpec(ENRICHMENT_RESULTS, "Extracted decisions and entities per trajectory.", compacted=True),
+    TopicSpec(REWARDS, "AIR turn rewards and per-step credit assignments."),
+    TopicSpec(SCORED, "Scored trajectories, the trainer's input.", compacted=True),
+    TopicSpec(MODEL_VERSIONS, "Model versions published by the trainer, keyed by model name.", compacted=True),
+)
+
+
+def topic_config(spec: TopicSpec, settings: Settings) -> dict[str, str]:
+    retention = settings.dlq_retention_ms if spec.dead_letters else settings.topic_retention_ms
+    config = {
+        "min.insync.replicas": str(min(settings.topic_min_insync_replicas, settings.topic_replication)),
+        "retention.ms": str(-1 if spec.compacted else retention),
+        "cleanup.policy": "compact" if spec.compacted else "delete",
+    }
+    # Dead letters carry whole oversize inputs: let them through up to the broker's limit.
+    if spec.dead_letters:
+        config["max.message.bytes"] = str(settings.dead_letter_max_bytes)
+    return config
+
+
+@dataclass(frozen=True)
+class TopicResult:
+    name: str
+    created: bool
+    partitions: int
+    config: dict[str, str]
+
+
+async def create_topics(settings: Settings, specs: tuple[TopicSpec, ...] = TOPICS) -> list[TopicResult]:
+    """Create every topic that does not exist yet; existing topics are left as they are and reported."""
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options(), request_timeout_ms=30_000)
+    await admin.start()
+    try:
+        brokers = len((await admin.describe_cluster())["brokers"])
+        if settings.topic_replication > brokers:
+            raise ConfigurationError(
+                f"TRAJSTREAM_TOPIC_REPLICATION={settings.topic_replication} but the cluster has {brokers} broker(s)"
+            )
+        existing = set(await admin.list_topics())
+        results: list[TopicResult] = []
+        to_create: list[NewTopic] = []
+        for spec in specs:
+            name = settings.topic(spec.name)
+            config = topic_config(spec, settings)
+            results.append(TopicResult(name, name not in existing, settings.topic_partitions, config))
+            if name not in existing:
+                to_create.append(
+                    NewTopic(name, settings.topic_partitions, settings.topic_replication, topic_configs=config)
+                )
+        if to_create:
+            response = await admin.create_topics(to_create)
+            failed = [
+                f"{t[0]}: error {t[1]} {t[2] if len(t) > 2 else ''}".strip()
+                for t in response.topic_errors
+                if t[1] not in (0, TopicAlreadyExistsError.errno)
+            ]
+            if failed:
+                raise ConfigurationError("could not create topics: " + "; ".join(failed))
+        # Report what is actually there, not what we asked for: an older topic may differ.
+        described = await admin.describe_topics([r.name for r in results])
+        partitions = {d["topic"]: len(d["partitions"]) for d in described}
+        return [TopicResult(r.name, r.created, partitions.get(r.name, r.partitions), r.config) for r in results]
+    finally:
+        await admin.close()
