@@ -12,6 +12,7 @@ from io import BytesIO
 from typing import Any, Protocol
 
 from fastavro import schemaless_reader, schemaless_writer
+from fastavro.validation import ValidationError, validate
 
 from trajstream.errors import (
     EncodeError,
@@ -82,7 +83,9 @@ def _write(version: SchemaVersion, header: bytes, record: Mapping[str, Any], max
     try:
         schemaless_writer(stream, version.parsed, record, strict_allow_default=True)
     except _ENCODE_FAILURES as exc:
-        raise EncodeError(f"{version.name} record does not fit schema v{version.version}: {exc}") from exc
+        raise EncodeError(
+            f"{version.name} record does not fit schema v{version.version}: {_explain(version, record, exc)}"
+        ) from exc
     data = stream.getvalue()
     # A dead letter wraps a whole rejected input (often the oversize one), so it gets twice the room.
     if version.name == DEAD_LETTER:
@@ -92,6 +95,17 @@ def _write(version: SchemaVersion, header: bytes, record: Mapping[str, Any], max
             f"{version.name} event is {len(data)} bytes, over the limit of {max_bytes} (TRAJSTREAM_MAX_EVENT_BYTES)"
         )
     return data
+
+
+def _explain(version: SchemaVersion, record: Mapping[str, Any], exc: Exception) -> str:
+    """fastavro's writer errors rarely name the field; its validator does (only run on failure)."""
+    try:
+        validate(record, version.parsed, raise_errors=True)
+    except ValidationError as verr:
+        return "; ".join([*(str(e).split(" expected ")[0] for e in verr.errors), str(exc)])
+    except Exception:  # the validator chokes on some shapes the writer rejects: keep the writer's words
+        pass
+    return str(exc)
 
 
 class SingleObjectCodec:

@@ -34,7 +34,9 @@ def new_id() -> str:
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    # Events carry timestamp-millis: truncate here so that what is sent equals what is read back.
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def _json_text(value: Any) -> str:

@@ -1,0 +1,205 @@
+"""The codec: single-object encoding, schema resolution, typed errors, and the Confluent format."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import SCHEMAS
+from tests.samples import CONTENT_BRANCHES, sample_records
+from trajstream.codec import ConfluentCodec, SingleObjectCodec
+from trajstream.errors import (
+    EncodeError,
+    EventTooLargeError,
+    MalformedEventError,
+    UnexpectedEventTypeError,
+    UnknownSchemaError,
+)
+from trajstream.events import content_from_record
+from trajstream.schema_registry import SchemaRegistryClient
+from trajstream.schemas import SchemaCatalog
+
+
+def _expected(record: dict[str, Any]) -> dict[str, Any]:
+    """What the reader returns: persist=false content is a placeholder; datetimes keep millisecond precision."""
+    return record
+
+
+@pytest.mark.parametrize("name", ["trajectory_start", "turn", "trajectory_end", "feedback", "dead_letter"])
+def test_every_schema_round_trips(codec: SingleObjectCodec, name: str) -> None:
+    record = sample_records()[name]
+    data = codec.encode(name, record)
+    assert data[:2] == b"\xc3\x01"
+    assert data[2:10] == codec.catalog.latest(name).fingerprint
+    decoded = codec.decode(data)
+    assert decoded.name == name and decoded.writer_version == 1
+    assert decoded.record == record
+
+
+def test_every_content_branch_round_trips(codec: SingleObjectCodec) -> None:
+    turn = sample_records()["turn"]
+    decoded = codec.decode(codec.encode("turn", turn)).record
+    branches = {m["content"][0] for m in decoded["messages"]}
+    assert branches == CONTENT_BRANCHES
+    contents = [content_from_record(m["content"]) for m in decoded["messages"]]
+    assert contents[1].arguments == {"order_id": 42, "nested": {"a": [1, 2]}}  # type: ignore[union-attr]
+    assert [getattr(c, "status", None) for c in contents[2:5]] == ["success", "error", "timeout"]
+    assert contents[5].data == {"order_id": 42, "total": 9.5}  # type: ignore[union-attr]
+
+
+def test_persist_false_is_a_placeholder_in_the_record(codec: SingleObjectCodec) -> None:
+    data = codec.encode("turn", sample_records()["turn"])
+    assert b"4111" not in data and b"secret" not in data
+    private = codec.decode(data).record["messages"][-1]
+    assert private["content"] == (
+        "dev.trajstream.events.RedactedContent",
+        {"reason": "persist=false", "original_kind": "text"},
+    )
+    assert private["reasoning"] is None and private["visibility"]["persist"] is False
+
+
+@pytest.mark.parametrize(
+    ("mangle", "error", "match"),
+    [
+        (lambda b: b[:5], MalformedEventError, "10-byte header"),
+        (lambda b: b"\x00\x01" + b[2:], MalformedEventError, "bad marker"),
+        (lambda b: b[:10] + b[10:-7], MalformedEventError, "corrupt turn v1 body"),
+        (lambda b: b + b"\x00\x00", MalformedEventError, "trailing bytes"),
+        (lambda b: b[:2] + b"\x01" * 8 + b[10:], UnknownSchemaError, "0101010101010101"),
+        (lambda b: b"", MalformedEventError, "0 bytes"),
+    ],
+)
+def test_bad_bytes_raise_typed_errors(codec: SingleObjectCodec, mangle: Any, error: type, match: str) -> None:
+    data = codec.encode("turn", sample_records()["turn"])
+    with pytest.raises(error, match=match):
+        codec.decode(mangle(data))
+
+
+def test_garbage_never_escapes_as_an_untyped_error(codec: SingleObjectCodec) -> None:
+    import random
+
+    rng = random.Random(1)
+    good = codec.encode("turn", sample_records()["turn"])
+    for _ in range(500):
+        data = bytearray(good)
+        for _ in range(rng.randint(1, 6)):
+            data[rng.randrange(10, len(data))] = rng.randrange(256)
+        try:
+            codec.decode(bytes(data))
+        except (MalformedEventError, UnknownSchemaError):
+            pass
+
+
+def test_expect_checks_the_record_type(codec: SingleObjectCodec) -> None:
+    data = codec.encode("feedback", sample_records()["feedback"])
+    assert codec.decode(data, expect="feedback").name == "feedback"
+    with pytest.raises(UnexpectedEventTypeError, match="expected a turn event, got feedback"):
+        codec.decode(data, expect="turn")
+
+
+def test_records_that_do_not_fit_are_refused(codec: SingleObjectCodec) -> None:
+    record = sample_records()["trajectory_end"]
+    with pytest.raises(EncodeError, match="outcome"):
+        codec.encode("trajectory_end", {**record, "outcome": "exploded"})
+    with pytest.raises(EncodeError, match="missing"):
+        codec.encode("trajectory_end", {k: v for k, v in record.items() if k != "trajectory_id"})
+    with pytest.raises(EncodeError, match="unknown record schema"):
+        codec.encode("nope", record)
+    small = SingleObjectCodec(codec.catalog, max_event_bytes=1024)
+    big = {**sample_records()["feedback"], "comment": "x" * 5000}
+    with pytest.raises(EventTooLargeError, match="over the limit of 1024"):
+        small.encode("feedback", big)
+
+
+def test_old_writer_is_read_with_the_new_reader_schema(tmp_path: Path) -> None:
+    root = tmp_path / "schemas"
+    shutil.copytree(SCHEMAS, root)
+    v2 = json.loads((root / "feedback" / "v1.avsc").read_text())
+    v2["trajstream.version"] = 2
+    v2["fields"].append({"name": "channel", "type": "string", "default": "web", "doc": "new in v2"})
+    (root / "feedback" / "v2.avsc").write_text(json.dumps(v2))
+
+    old_catalog = SchemaCatalog.from_directory(SCHEMAS)
+    new_codec = SingleObjectCodec(SchemaCatalog.from_directory(root))
+    old_bytes = SingleObjectCodec(old_catalog).encode("feedback", sample_records()["feedback"])
+
+    decoded = new_codec.decode(old_bytes)
+    assert decoded.writer_version == 1
+    assert decoded.record["channel"] == "web"
+    assert decoded.record["comment"] == "good"
+    new_bytes = new_codec.encode("feedback", {**sample_records()["feedback"], "channel": "app"})
+    assert new_codec.decode(new_bytes).writer_version == 2
+    # An old reader does not know v2's fingerprint: a typed error, not a crash.
+    with pytest.raises(UnknownSchemaError):
+        SingleObjectCodec(old_catalog).decode(new_bytes)
+
+
+# --- Confluent wire format against a registry speaking the Confluent REST API -------------------
+class _Registry(BaseHTTPRequestHandler):
+    schemas: dict[int, str] = {}
+    subjects: dict[str, list[int]] = {}
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:  # noqa: N802
+        parts = self.path.strip("/").split("/")
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if len(parts) != 3 or parts[0] != "subjects" or parts[2] != "versions":
+            return self._send(404, {"error_code": 404})
+        text = body["schema"]
+        for sid, existing in self.schemas.items():
+            if existing == text:
+                break
+        else:
+            sid = len(self.schemas) + 1
+            self.schemas[sid] = text
+        self.subjects.setdefault(parts[1], []).append(sid)
+        self._send(200, {"id": sid})
+
+    def do_GET(self) -> None:  # noqa: N802
+        parts = self.path.strip("/").split("/")
+        if parts[:2] == ["schemas", "ids"] and int(parts[2]) in self.schemas:
+            return self._send(200, {"schema": self.schemas[int(parts[2])]})
+        self._send(404, {"error_code": 40403, "message": "Schema not found"})
+
+
+@pytest.fixture
+def registry() -> Iterator[str]:
+    _Registry.schemas, _Registry.subjects = {}, {}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Registry)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_confluent_wire_format_round_trips(catalog: SchemaCatalog, registry: str) -> None:
+    writer = ConfluentCodec(catalog, SchemaRegistryClient(registry))
+    reader = ConfluentCodec(catalog, SchemaRegistryClient(registry))  # a separate process's cold caches
+    for name, record in sample_records().items():
+        data = writer.encode(name, record)
+        assert data[0] == 0
+        decoded = reader.decode(data)
+        assert decoded.name == name and decoded.record == record
+    assert set(_Registry.subjects) == {v.full_name for v in (catalog.latest(n) for n in catalog.names)}
+
+    with pytest.raises(UnknownSchemaError, match="schema id 999"):
+        reader.decode(b"\x00" + (999).to_bytes(4, "big") + b"\x00")
+    with pytest.raises(MalformedEventError, match="bad magic byte"):
+        reader.decode(b"\xc3\x01" + b"\x00" * 12)
