@@ -109,11 +109,24 @@ def sample_records(trajectory_id: str = "6f1c2b1e-7d7a-4f7e-9a51-0c3d1f0b7a11") 
             timestamp=T0,
         ),
         "feedback": feedback_record(
-            trajectory_id, source="reviewer", reward=1.0, score=0.9, human_reviewed=True, reviewer="r-1",
-            comment="good", timestamp=T0,
-        ),  # fmt: skip
+            trajectory_id,
+            source="reviewer",
+            reward=1.0,
+            score=0.9,
+            human_reviewed=True,
+            reviewer="r-1",
+            comment="good",
+            timestamp=T0,
+        ),
         "dead_letter": dead_letter_record(
-            stage="emit", reason="invalid JSON", error_type="InputRecordError", source="file:x.jsonl",
-            source_partition=None, source_offset=7, trajectory_id=None, key=b"k", payload=b"\x00\xffnot json",
-        ),  # fmt: skip
+            stage="emit",
+            reason="invalid JSON",
+            error_type="InputRecordError",
+            source="file:x.jsonl",
+            source_partition=None,
+            source_offset=7,
+            trajectory_id=None,
+            key=b"k",
+            payload=b"\x00\xffnot json",
+        ),
     }

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -91,10 +92,8 @@ def test_garbage_never_escapes_as_an_untyped_error(codec: SingleObjectCodec) -> 
         data = bytearray(good)
         for _ in range(rng.randint(1, 6)):
             data[rng.randrange(10, len(data))] = rng.randrange(256)
-        try:
+        with contextlib.suppress(MalformedEventError, UnknownSchemaError):
             codec.decode(bytes(data))
-        except (MalformedEventError, UnknownSchemaError):
-            pass
 
 
 def test_expect_checks_the_record_type(codec: SingleObjectCodec) -> None:
@@ -143,8 +142,8 @@ def test_old_writer_is_read_with_the_new_reader_schema(tmp_path: Path) -> None:
 
 # --- Confluent wire format against a registry speaking the Confluent REST API -------------------
 class _Registry(BaseHTTPRequestHandler):
-    schemas: dict[int, str] = {}
-    subjects: dict[str, list[int]] = {}
+    schemas: ClassVar[dict[int, str]] = {}
+    subjects: ClassVar[dict[str, list[int]]] = {}
 
     def log_message(self, *args: Any) -> None:
         return None
@@ -157,22 +156,18 @@ class _Registry(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         parts = self.path.strip("/").split("/")
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         if len(parts) != 3 or parts[0] != "subjects" or parts[2] != "versions":
             return self._send(404, {"error_code": 404})
         text = body["schema"]
-        for sid, existing in self.schemas.items():
-            if existing == text:
-                break
-        else:
-            sid = len(self.schemas) + 1
-            self.schemas[sid] = text
+        sid = next((i for i, existing in self.schemas.items() if existing == text), len(self.schemas) + 1)
+        self.schemas[sid] = text
         self.subjects.setdefault(parts[1], []).append(sid)
         self._send(200, {"id": sid})
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         parts = self.path.strip("/").split("/")
         if parts[:2] == ["schemas", "ids"] and int(parts[2]) in self.schemas:
             return self._send(200, {"schema": self.schemas[int(parts[2])]})

@@ -35,14 +35,11 @@ def _compose(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_compose_file_validates() -> None:
     result = _compose("config", "-q")
-    assert result.returncode == 0, (
-        f"docker-compose config -q failed (exit {result.returncode}):\n{result.stderr}"
-    )
+    assert result.returncode == 0, f"docker-compose config -q failed (exit {result.returncode}):\n{result.stderr}"
 
     services = _compose("config", "--services")
     assert services.returncode == 0, (
-        f"docker-compose config --services failed (exit {services.returncode}):\n"
-        f"{services.stderr}"
+        f"docker-compose config --services failed (exit {services.returncode}):\n{services.stderr}"
     )
     names = {line.strip() for line in services.stdout.splitlines() if line.strip()}
     missing = REQUIRED_SERVICES - names

@@ -15,9 +15,9 @@ from rich.table import Table
 from trajstream.errors import TrajstreamError
 from trajstream.settings import PROJECT_ROOT, Settings
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 # Tables and summaries should not be cut to 80 columns when piped to a file or CI log.
-out = Console(width=None if sys.stdout.isatty() else 160)
+out = Console(width=None if sys.stdout.isatty() else 160, soft_wrap=True)
 
 
 def _settings(ctx: click.Context) -> Settings:

@@ -82,7 +82,7 @@ def parse_line(text: str, scrub: Callable[[str], str] = lambda s: s) -> tuple[st
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputRecordError(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
+        raise InputRecordError(f"invalid JSON: {exc.msg} (column {exc.colno})") from None
     _require(isinstance(doc, dict), f"a line must be a JSON object, got {type(doc).__name__}")
     task = doc.get("task")
     _require(isinstance(task, str) and bool(task.strip()), "missing task: a non-empty string is required")
@@ -205,7 +205,7 @@ async def emit_file(
             continue
         trajectory_id: str | None = None
         try:
-            text = raw.decode("utf-8")
+            text = raw.decode("utf-8").rstrip("\r\n")
             trajectory_id, events = parse_line(text, emitter.redactor)
             encoded = [emitter.codec.encode(name, record) for name, record in events]
         except UnicodeDecodeError as exc:

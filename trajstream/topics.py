@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -67,6 +68,25 @@ class TopicResult:
     config: dict[str, str]
 
 
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float) -> dict[str, int]:
+    """Return partition counts once every partition has a leader: until then, the first produce
+    requests fail with NOT_LEADER and the first consumers see no offsets."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        described = await admin.describe_topics(names)
+        pending = [
+            f"{d['topic']}[{p['partition']}]"
+            for d in described
+            for p in d["partitions"]
+            if p["error_code"] != 0 or p["leader"] < 0
+        ] + [d["topic"] for d in described if d["error_code"] != 0]
+        if not pending:
+            return {d["topic"]: len(d["partitions"]) for d in described}
+        if asyncio.get_running_loop().time() > deadline:
+            raise ConfigurationError(f"topics have no leader after {timeout_s:.0f}s: {', '.join(pending[:10])}")
+        await asyncio.sleep(0.1)
+
+
 async def create_topics(settings: Settings, specs: tuple[TopicSpec, ...] = TOPICS) -> list[TopicResult]:
     """Create every topic that does not exist yet; existing topics are left as they are and reported."""
     admin = AIOKafkaAdminClient(**settings.kafka_client_options(), request_timeout_ms=30_000)
@@ -98,8 +118,7 @@ async def create_topics(settings: Settings, specs: tuple[TopicSpec, ...] = TOPIC
             if failed:
                 raise ConfigurationError("could not create topics: " + "; ".join(failed))
         # Report what is actually there, not what we asked for: an older topic may differ.
-        described = await admin.describe_topics([r.name for r in results])
-        partitions = {d["topic"]: len(d["partitions"]) for d in described}
+        partitions = await _wait_for_leaders(admin, [r.name for r in results], timeout_s=30.0)
         return [TopicResult(r.name, r.created, partitions.get(r.name, r.partitions), r.config) for r in results]
     finally:
         await admin.close()
