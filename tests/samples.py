@@ -41,14 +41,14 @@ ALL_CONTENT = [
     Message("user", Text("my card is 4111 1111 1111 1111"), persist=False, reasoning="secret", timestamp=T0),
 ]
 
-CONTENT_BRANCHES = {
-    "dev.trajstream.events.TextContent",
-    "dev.trajstream.events.ToolCall",
-    "dev.trajstream.events.ToolResponse",
-    "dev.trajstream.events.Widget",
-    "dev.trajstream.events.StructuredContent",
-    "dev.trajstream.events.RedactedContent",
-}
+CONTENT_KINDS = {"text", "tool_call", "tool_response", "widget", "structured", "redacted"}
+
+
+def as_decoded(record: dict[str, Any]) -> dict[str, Any]:
+    """A record as the codec reads it back: content unions are written as (name, fields), read as fields."""
+    if "messages" not in record:
+        return record
+    return {**record, "messages": [{**m, "content": m["content"][1]} for m in record["messages"]]}
 
 
 def sample_records(trajectory_id: str = "6f1c2b1e-7d7a-4f7e-9a51-0c3d1f0b7a11") -> dict[str, dict[str, Any]]:

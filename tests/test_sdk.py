@@ -11,10 +11,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 from openai.types.chat import ChatCompletion
 
-from tests.samples import ALL_CONTENT, CONTENT_BRANCHES, sample_records
+from tests.samples import ALL_CONTENT, CONTENT_KINDS, as_decoded, sample_records
 from trajstream.codec import SingleObjectCodec
 from trajstream.errors import DeliveryError
-from trajstream.events import Message, ModelInfo, Text, ToolCall
+from trajstream.events import Message, ModelInfo, Text, ToolCall, content_kind
 from trajstream.reader import ReadRecord, read_topic
 from trajstream.sdk import AsyncEmitter, SyncEmitter, pattern_redactor
 from trajstream.settings import Settings
@@ -47,8 +47,8 @@ async def test_every_schema_and_content_branch_round_trips_through_the_broker(
         for rec in await read_all(topics, codec, topic):
             assert rec.event is not None
             received[rec.event.name] = rec.event.record
-    assert received == samples
-    assert {m["content"][0] for m in received["turn"]["messages"]} == CONTENT_BRANCHES
+    assert received == {name: as_decoded(record) for name, record in samples.items()}
+    assert {content_kind(m["content"]) for m in received["turn"]["messages"]} == CONTENT_KINDS
 
 
 async def test_a_trajectorys_events_are_consumed_in_order(topics: Settings, codec: SingleObjectCodec) -> None:
@@ -143,13 +143,10 @@ async def test_private_messages_never_appear_in_clear_on_the_wire(topics: Settin
         assert b"555 0100" not in rec.value
     turn = next(r.event.record for r in records if r.event and r.event.name == "turn")
     first, second, third = turn["messages"]
-    assert first["content"] == (
-        "dev.trajstream.events.RedactedContent",
-        {"reason": "persist=false", "original_kind": "text"},
-    )
+    assert first["content"] == {"reason": "persist=false", "original_kind": "text"}
     assert first["reasoning"] is None and first["visibility"]["persist"] is False
-    assert second["content"][1]["original_kind"] == "tool_call"
-    assert third["content"][1]["text"] == "I wrote to [REDACTED:EMAIL], call [REDACTED:PHONE]"
+    assert second["content"]["original_kind"] == "tool_call"
+    assert third["content"]["text"] == "I wrote to [REDACTED:EMAIL], call [REDACTED:PHONE]"
     start = next(r.event.record for r in records if r.event and r.event.name == "trajectory_start")
     assert start["task_description"] == "mail [REDACTED:EMAIL] about her refund"
 
@@ -245,17 +242,17 @@ async def test_recording_openai_chat_completions(topics: Settings, codec: Single
         await t.record_chat_completion(request, second, tool_statuses={"call_1": "timeout"})
     events = by_trajectory(await read_all(topics, codec))[t.trajectory_id]
     turn0, turn1 = (e.event.record for e in events[1:3])  # type: ignore[union-attr]
-    assert [(m["role"], m["content"][0].rsplit(".", 1)[1]) for m in turn0["messages"]] == [
-        ("system", "TextContent"), ("user", "TextContent"), ("assistant", "ToolCall"),
+    assert [(m["role"], content_kind(m["content"])) for m in turn0["messages"]] == [
+        ("system", "text"), ("user", "text"), ("assistant", "tool_call"),
     ]  # fmt: skip
-    assert turn0["messages"][2]["content"][1] == {"name": "refund", "call_id": "call_1", "arguments": '{"order":42}'}
+    assert turn0["messages"][2]["content"] == {"name": "refund", "call_id": "call_1", "arguments": '{"order":42}'}
     assert turn0["messages"][2]["context_snapshot"]["available_tools"] == ["refund"]
     assert turn0["model"]["request_model"] == "gpt-4o-mini" and turn0["model"]["model_version"] == "v3"
     assert turn0["model"]["input_tokens"] == 50 and turn0["model"]["output_tokens"] == 7
     assert turn0["model"]["finish_reason"] == "tool_calls"
     # Only the new messages: the tool result, then the answer; the earlier ones are not repeated.
     assert [m["role"] for m in turn1["messages"]] == ["tool", "assistant"]
-    tool = turn1["messages"][0]["content"][1]
+    tool = turn1["messages"][0]["content"]
     assert tool == {"name": "refund", "call_id": "call_1", "status": "timeout", "result": '"provider timeout"'}
     assert turn1["messages"][1]["reasoning"] == "the tool said ok"
     assert [(lp["token"], lp["logprob"]) for lp in turn1["model"]["logprobs"]] == [("Re", -0.1), ("funded", -0.7)]

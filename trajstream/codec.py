@@ -63,9 +63,9 @@ def _read(plan: _ReadPlan, data: bytes, offset: int, expect: str | None) -> Deco
     stream = BytesIO(data)
     stream.seek(offset)
     try:
-        record = schemaless_reader(
-            stream, plan.writer, plan.reader, return_record_name=True, return_record_name_override=True
-        )
+        # Plain dicts, no record names: a fifth faster, and content kinds are told apart by their
+        # fields (trajstream.events.content_kind).
+        record = schemaless_reader(stream, plan.writer, plan.reader)
     except Exception as exc:  # fastavro raises EOFError, UnicodeDecodeError, IndexError... on corrupt bodies
         raise MalformedEventError(
             f"corrupt {plan.name} v{plan.writer_version} body ({len(data)} bytes): {type(exc).__name__}: {exc}"

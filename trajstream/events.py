@@ -124,19 +124,37 @@ class Redacted:
 
 Content = Text | ToolCall | ToolResponse | Widget | Structured | Redacted
 
-_CONTENT_BY_RECORD: dict[str, Callable[[dict[str, Any]], Content]] = {
-    f"{NAMESPACE}.TextContent": lambda r: Text(r["text"]),
-    f"{NAMESPACE}.ToolCall": lambda r: ToolCall(r["name"], r["call_id"], json.loads(r["arguments"])),
-    f"{NAMESPACE}.ToolResponse": lambda r: ToolResponse(r["name"], r["call_id"], json.loads(r["result"]), r["status"]),
-    f"{NAMESPACE}.Widget": lambda r: Widget(r["widget_type"], json.loads(r["data"])),
-    f"{NAMESPACE}.StructuredContent": lambda r: Structured(json.loads(r["data"])),
-    f"{NAMESPACE}.RedactedContent": lambda r: Redacted(r["reason"], r["original_kind"]),
+# Each content record has a distinct set of fields, which is how a decoded content dict is read.
+_CONTENT_BY_FIELDS: dict[frozenset[str], tuple[str, Callable[[dict[str, Any]], Content]]] = {
+    frozenset({"text"}): ("text", lambda r: Text(r["text"])),
+    frozenset({"name", "call_id", "arguments"}): (
+        "tool_call",
+        lambda r: ToolCall(r["name"], r["call_id"], json.loads(r["arguments"])),
+    ),
+    frozenset({"name", "call_id", "status", "result"}): (
+        "tool_response",
+        lambda r: ToolResponse(r["name"], r["call_id"], json.loads(r["result"]), r["status"]),
+    ),
+    frozenset({"widget_type", "data"}): ("widget", lambda r: Widget(r["widget_type"], json.loads(r["data"]))),
+    frozenset({"data"}): ("structured", lambda r: Structured(json.loads(r["data"]))),
+    frozenset({"reason", "original_kind"}): ("redacted", lambda r: Redacted(r["reason"], r["original_kind"])),
 }
 
 
-def content_from_record(value: tuple[str, dict[str, Any]]) -> Content:
-    name, fields = value
-    return _CONTENT_BY_RECORD[name](fields)
+def content_kind(fields: Mapping[str, Any]) -> str:
+    """The kind (text, tool_call, tool_response, widget, structured, redacted) of a decoded content dict."""
+    try:
+        return _CONTENT_BY_FIELDS[frozenset(fields)][0]
+    except KeyError:
+        raise ValueError(f"not a content record: fields {sorted(fields)}") from None
+
+
+def content_from_record(fields: Mapping[str, Any]) -> Content:
+    """The Content object for a decoded content dict."""
+    try:
+        return _CONTENT_BY_FIELDS[frozenset(fields)][1](dict(fields))
+    except KeyError:
+        raise ValueError(f"not a content record: fields {sorted(fields)}") from None
 
 
 def _identity(text: str) -> str:
