@@ -6,7 +6,8 @@ FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    TRAJSTREAM_HOME=/var/lib/trajstream
+    TRAJSTREAM_HOME=/var/lib/trajstream \
+    TRAJSTREAM_SCHEMAS_DIR=/app/schemas
 
 # Unprivileged runtime user and its state directory.
 RUN groupadd --system --gid 10001 trajstream \
@@ -18,7 +19,7 @@ RUN groupadd --system --gid 10001 trajstream \
 WORKDIR /app
 
 # Pinned dependencies first, so this layer is cached across code changes.
-COPY pyproject.toml requirements.lock ./
+COPY pyproject.toml requirements.lock README.md ./
 RUN pip install --no-cache-dir -r requirements.lock
 
 # Project sources.
