@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,14 +43,21 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="trajstream")
+@click.option("-v", "--verbose", is_flag=True, help="Show the Kafka client's retries and warnings.")
 @click.pass_context
-def main(ctx: click.Context) -> None:
+def main(ctx: click.Context, verbose: bool) -> None:
     """trajstream: capture every agent turn as an event on Kafka and turn the stream into learning.
 
     Configuration comes from TRAJSTREAM_* environment variables (see README.md): TRAJSTREAM_HOME
     (state, default ./.trajstream), TRAJSTREAM_KAFKA_BOOTSTRAP (an external cluster; when unset a
     local broker is used), TRAJSTREAM_BROKER_PORT, TRAJSTREAM_SCHEMA_REGISTRY_URL, ...
     """
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    # The client retries transient errors (a leader moving, a new topic settling) by itself; a user
+    # only needs to hear about them when asking, failures still surface as errors.
+    logging.getLogger("aiokafka").setLevel(logging.INFO if verbose else logging.ERROR)
     try:
         ctx.obj = Settings()
     except Exception as exc:  # pydantic's ValidationError names the bad variable
