@@ -13,7 +13,10 @@ from tests.conftest import SCHEMAS, trajstream_bin
 from trajstream.errors import SchemaError
 from trajstream.schemas import SchemaCatalog, check_compatibility
 
-EXPECTED = {"trajectory_start", "turn", "trajectory_end", "feedback", "dead_letter"}
+EXPECTED = {
+    "trajectory_start", "turn", "trajectory_end", "feedback", "dead_letter",
+    "assembled_trajectory", "enrichment_request", "enrichment_result", "credit_assignment", "scored_trajectory",
+}  # fmt: skip
 
 
 def test_every_record_has_a_documented_versioned_schema(catalog: SchemaCatalog) -> None:

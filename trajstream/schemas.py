@@ -25,6 +25,11 @@ TURN = "turn"
 TRAJECTORY_END = "trajectory_end"
 FEEDBACK = "feedback"
 DEAD_LETTER = "dead_letter"
+ASSEMBLED_TRAJECTORY = "assembled_trajectory"
+ENRICHMENT_REQUEST = "enrichment_request"
+ENRICHMENT_RESULT = "enrichment_result"
+CREDIT_ASSIGNMENT = "credit_assignment"
+SCORED_TRAJECTORY = "scored_trajectory"
 
 
 @dataclass(frozen=True)

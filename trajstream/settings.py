@@ -72,6 +72,48 @@ class Settings(BaseSettings):
     )
     max_event_bytes: int = Field(default=1024 * 1024, ge=1024, description="Largest single encoded event.")
 
+    # --- assembly (streams) ----------------------------------------------------------------
+    assembly_app_id: str = Field(default="trajstream-assembly", description="Faust app id (consumer group).")
+    assembly_inactivity_timeout_s: float = Field(
+        default=300.0, gt=0, description="A trajectory with no event for this long is closed as abandoned (timed out)."
+    )
+    assembly_sweep_interval_s: float = Field(default=5.0, gt=0, description="How often open trajectories are checked.")
+    assembly_max_turns: int = Field(default=1000, ge=1, description="More turns than this dead-letters a trajectory.")
+    assembly_max_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, description="A trajectory whose events exceed this is dead-lettered."
+    )
+
+    # --- AIR intermediate rewards ------------------------------------------------------------
+    air_tool_success: float = 0.1
+    air_tool_error: float = -0.1
+    air_tool_timeout: float = -0.1
+    air_repeated_call: float = Field(default=-0.05, description="Per tool call identical to an earlier one.")
+    air_turn_error: float = Field(default=-0.1, description="For a turn with its error flag set.")
+
+    # --- credit assignment -------------------------------------------------------------------
+    credit_method: Literal["uniform", "discounted", "air_shaped"] = "uniform"
+    credit_discount: float = Field(default=0.9, gt=0, le=1, description="gamma for the discounted method.")
+
+    # --- LLM (enrichment, judge) -----------------------------------------------------------
+    llm_base_url: str | None = Field(default=None, description="OpenAI-compatible base URL; unset: heuristics.")
+    llm_api_key: SecretStr | None = None
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout_s: float = Field(default=30.0, gt=0)
+    llm_max_retries: int = Field(default=3, ge=0)
+    llm_concurrency: int = Field(default=4, ge=1)
+    enrichment_prompt_version: str = "v1"
+    judge_model: str | None = Field(default=None, description="Model for the RULER-style judge; default llm_model.")
+
+    # --- rewards -------------------------------------------------------------------------------
+    reward_function: str = Field(default="entity_aware", description="Named reward function for scored trajectories.")
+    reward_outcome_weight: float = 0.6
+    reward_entity_weight: float = 0.4
+    reward_judge_weight: float = Field(default=0.5, ge=0, le=1, description="Share of the judge when one runs.")
+
+    @property
+    def llm_configured(self) -> bool:
+        return bool(self.llm_base_url)
+
     @property
     def dead_letter_max_bytes(self) -> int:
         """A dead letter wraps a whole rejected input, so it may be twice the event limit (plus framing)."""
