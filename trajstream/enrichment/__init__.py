@@ -1,0 +1,6 @@
+"""Enrichment: the decisions and entities of each finished trajectory, extracted after the fact.
+
+``model`` holds the typed result and its Avro record, ``transcript`` the text an LLM reads,
+``heuristic`` a deterministic extractor that needs no network, and ``llm`` the extractor that asks
+an OpenAI-compatible model (with bounded concurrency, timeouts, retries and validated output).
+"""

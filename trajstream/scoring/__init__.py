@@ -1,0 +1,1 @@
+"""Scoring a trajectory: AIR intermediate rewards, credit over LLM calls, and named reward functions."""
