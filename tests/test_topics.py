@@ -9,7 +9,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaTimeoutError, UnknownTopicOrPartitionError
 
 from trajstream.settings import Settings
-from trajstream.topics import TOPICS, create_topics
+from trajstream.topics import TOPICS, create_topics, internal_topics
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +22,8 @@ async def test_create_is_idempotent_and_applies_settings(broker_settings: Settin
     second = await create_topics(settings)
     assert all(r.created for r in first)
     assert not any(r.created for r in second)
-    assert {r.name for r in second} == {settings.topic(s.name) for s in TOPICS}
+    assert {r.name for r in second} == {settings.topic(s.name) for s in TOPICS + internal_topics(settings)}
+    assert settings.topic("streams-assembly-changelog") in {r.name for r in second}
     assert all(r.partitions == 2 for r in second)
 
     admin = AIOKafkaAdminClient(**settings.kafka_client_options())

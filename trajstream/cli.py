@@ -243,6 +243,124 @@ async def _emit(settings: Settings, file: Path, dry_run: bool) -> Any:
             return await emit_file(file, emitter, on_line=lambda n, size: progress.advance(task, size))
 
 
+# --- workers -------------------------------------------------------------------------------
+@main.group()
+def worker() -> None:
+    """Run a pipeline worker in the foreground (stop it with Ctrl-C or SIGTERM)."""
+
+
+@worker.command("streams")
+@click.option("--loglevel", default="warn", show_default=True, type=click.Choice(["crit", "error", "warn", "info"]))
+@click.pass_context
+def worker_streams(ctx: click.Context, loglevel: str) -> None:
+    """The Faust worker: assembles trajectories from events and scores them.
+
+    Assembly closes a trajectory on its end event or after TRAJSTREAM_ASSEMBLY_INACTIVITY_TIMEOUT_S
+    without events; late turns and feedback re-emit it as a new version. Run `trajstream topics
+    create` first: the worker does not create topics.
+    """
+    from streams.app import run_worker
+
+    run_worker(_settings(ctx), loglevel)
+
+
+@worker.command("enrich")
+@click.pass_context
+def worker_enrich(ctx: click.Context) -> None:
+    """The enrichment worker: extracts decisions and entities from each finished trajectory.
+
+    Uses the OpenAI-compatible model at TRAJSTREAM_LLM_BASE_URL, or the deterministic heuristic
+    extractor when none is configured (its results say extractor=heuristic).
+    """
+    from streams.enrichment_worker import run_enrichment_worker
+
+    run_enrichment_worker(_settings(ctx))
+
+
+@main.command("enrich")
+@click.option("--since", required=True, type=click.DateTime(), help="Re-extract trajectories emitted since (UTC).")
+@click.option("--prompt-version", default=None, help="Prompt version to use (default: the worker's current).")
+@click.pass_context
+def enrich(ctx: click.Context, since: Any, prompt_version: str | None) -> None:
+    """Request a new extraction for every trajectory assembled since DATE (latest version each)."""
+    from trajstream.reenrich import request_reenrichment
+
+    count = asyncio.run(request_reenrichment(_settings(ctx), since, prompt_version))
+    out.print(f"{count} enrichment request(s) sent")
+
+
+# --- dead letters ----------------------------------------------------------------------------
+@main.group()
+def dlq() -> None:
+    """Inspect the dead-letter topic and replay fixed inputs."""
+
+
+@dlq.command("list")
+@click.option("--stage", default=None, help="Only this stage (emit, assembly, scoring, enrichment).")
+@click.option("--error-type", default=None, help="Only this error type.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (payload as base64).")
+@click.pass_context
+def dlq_list(ctx: click.Context, stage: str | None, error_type: str | None, as_json: bool) -> None:
+    """List dead letters with their reason and source (partition:offset identifies each)."""
+    from trajstream.codec import codec_for
+    from trajstream.dlq import list_letters
+
+    settings = _settings(ctx)
+    letters = asyncio.run(list_letters(settings, codec_for(settings), stage, error_type))
+    if as_json:
+        import base64
+        import json
+
+        for letter in letters:
+            row = {k: v for k, v in letter.record.items() if k not in ("payload", "key", "timestamp")}
+            row.update(ref=letter.ref, timestamp=letter.record["timestamp"].isoformat(),
+                       payload=base64.b64encode(letter.record["payload"]).decode(),
+                       key=letter.record["key"].decode(errors="replace") if letter.record["key"] else None)  # fmt: skip
+            click.echo(json.dumps(row))
+        return
+    table = Table("ref", "stage", "error", "source", "trajectory", "reason")
+    for letter in letters:
+        r = letter.record
+        where = r["source"] + (f"@{r['source_partition']}:{r['source_offset']}" if r["source_partition"] is not None
+                               else f"@{r['source_offset']}" if r["source_offset"] is not None else "")  # fmt: skip
+        table.add_row(letter.ref, r["stage"], r["error_type"], where, r["trajectory_id"] or "", r["reason"])
+    out.print(table)
+    out.print(f"{len(letters)} dead letter(s)")
+
+
+@dlq.command("replay")
+@click.argument("refs", nargs=-1)
+@click.option("--stage", default=None, help="Replay every dead letter of this stage.")
+@click.option("--error-type", default=None, help="Replay every dead letter of this error type.")
+@click.option("--payload", "payload_file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="Send this file's bytes instead of the stored payload (one REF only).")  # fmt: skip
+@click.pass_context
+def dlq_replay(
+    ctx: click.Context, refs: tuple[str, ...], stage: str | None, error_type: str | None, payload_file: Path | None
+) -> None:
+    """Send dead letters (REF = partition:offset, from `dlq list`) back to the topic they came from."""
+    from trajstream.codec import codec_for
+    from trajstream.dlq import list_letters, replay
+
+    settings = _settings(ctx)
+    if not refs and not stage and not error_type:
+        raise click.UsageError("name REFs, or select with --stage / --error-type")
+    letters = asyncio.run(list_letters(settings, codec_for(settings), stage, error_type))
+    if refs:
+        by_ref = {letter.ref: letter for letter in letters}
+        missing = [r for r in refs if r not in by_ref]
+        if missing:
+            raise click.UsageError(f"no dead letter {', '.join(missing)}")
+        letters = [by_ref[r] for r in refs]
+    payloads = {}
+    if payload_file is not None:
+        if len(letters) != 1:
+            raise click.UsageError("--payload needs exactly one REF")
+        payloads[letters[0].ref] = payload_file.read_bytes()
+    sent = asyncio.run(replay(settings, letters, payloads))
+    out.print(f"{sent} dead letter(s) sent back")
+
+
 # --- demo ----------------------------------------------------------------------------------
 @main.command("demo")
 @click.option("--file", type=click.Path(path_type=Path, dir_okay=False, exists=True),

@@ -30,6 +30,9 @@ ENRICHMENT_REQUEST = "enrichment_request"
 ENRICHMENT_RESULT = "enrichment_result"
 CREDIT_ASSIGNMENT = "credit_assignment"
 SCORED_TRAJECTORY = "scored_trajectory"
+ASSEMBLY_STATE = "assembly_state"
+ASSEMBLY_CONTROL = "assembly_control"
+SCORING_STATE = "scoring_state"
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,13 @@ ENRICHMENT_RESULTS = "enrichment.results"
 REWARDS = "rewards"
 SCORED = "trajectories.scored"
 MODEL_VERSIONS = "model.versions"
+ASSEMBLY_CONTROL_TOPIC = "assembly.control"
+
+# Faust apps are named after the topic prefix (so that two deployments never share a consumer
+# group), and Faust names a table's changelog "<app id>-<table>-changelog".
+STREAMS_APP = "streams"
+ASSEMBLY_TABLE = "assembly"
+SCORING_TABLE = "scoring"
 
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(EVENTS, "Agent events: trajectory start, turns and end, keyed by trajectory id."),
@@ -44,7 +51,25 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(REWARDS, "AIR turn rewards and per-step credit assignments."),
     TopicSpec(SCORED, "Scored trajectories, the trainer's input.", compacted=True),
     TopicSpec(MODEL_VERSIONS, "Model versions published by the trainer, keyed by model name.", compacted=True),
+    TopicSpec(ASSEMBLY_CONTROL_TOPIC, "Timeouts and sub-agent links the assembly stage sends itself."),
 )
+
+
+def faust_app_id(settings: Settings) -> str:
+    return settings.topic(STREAMS_APP)
+
+
+def changelog_topic(settings: Settings, table: str) -> str:
+    return f"{faust_app_id(settings)}-{table}-changelog"
+
+
+def internal_topics(settings: Settings) -> tuple[TopicSpec, ...]:
+    """Faust's changelog topics: created here because Faust is not allowed to create topics."""
+    return tuple(
+        TopicSpec(changelog_topic(settings, table)[len(settings.topic_prefix) :], f"Changelog of the {table} table.",
+                  compacted=True)
+        for table in (ASSEMBLY_TABLE, SCORING_TABLE)
+    )  # fmt: skip
 
 
 def topic_config(spec: TopicSpec, settings: Settings) -> dict[str, str]:
@@ -87,8 +112,10 @@ async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeou
         await asyncio.sleep(0.1)
 
 
-async def create_topics(settings: Settings, specs: tuple[TopicSpec, ...] = TOPICS) -> list[TopicResult]:
+async def create_topics(settings: Settings, specs: tuple[TopicSpec, ...] | None = None) -> list[TopicResult]:
     """Create every topic that does not exist yet; existing topics are left as they are and reported."""
+    if specs is None:
+        specs = TOPICS + internal_topics(settings)
     admin = AIOKafkaAdminClient(**settings.kafka_client_options(), request_timeout_ms=30_000)
     await admin.start()
     try:

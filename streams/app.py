@@ -1,0 +1,189 @@
+"""The Faust app: the assembly and scoring agents, their changelog-backed tables, the inactivity sweep.
+
+Each agent runs with concurrency 1 (faust-streaming loses messages with more), and every topic it
+reads or writes, changelogs included, is created beforehand by ``trajstream topics create``:
+the app is not allowed to declare topics.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+from streams.assembly import Assembler, Input, Result
+from streams.scoring import Judge, Scorer
+from trajstream.codec import EventCodec, codec_for
+from trajstream.settings import Settings
+from trajstream.topics import (
+    ASSEMBLED,
+    ASSEMBLY_CONTROL_TOPIC,
+    ASSEMBLY_TABLE,
+    ENRICHMENT_RESULTS,
+    EVENTS,
+    FEEDBACK,
+    SCORING_TABLE,
+    faust_app_id,
+)
+from trajstream.trajectory import TrajectoryView
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StreamStats:
+    """Counters a test or `trajstream status` can read; they are per process, not persisted."""
+
+    assembled_in: int = 0
+    scored_in: int = 0
+    emitted: int = 0
+    dead_letters: int = 0
+    idle: dict[str, int] = field(default_factory=dict)  # trajectory id -> last activity (open ones)
+    idle_scanned: bool = False
+
+
+def _broker_url(settings: Settings) -> str:
+    return ";".join(f"kafka://{hp.strip()}" for hp in settings.bootstrap.split(","))
+
+
+def _credentials(settings: Settings) -> Any:
+    if settings.security_protocol == "PLAINTEXT":
+        return None
+    opts = settings.kafka_client_options()
+    if settings.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=opts["sasl_plain_username"],
+            password=opts["sasl_plain_password"],
+            mechanism=opts["sasl_mechanism"],
+            ssl_context=opts.get("ssl_context"),
+        )
+    return faust.SSLCredentials(opts["ssl_context"])
+
+
+def make_judge(settings: Settings) -> Judge | None:
+    """The RULER-style group judge, when an LLM is configured."""
+    if not settings.llm_configured:
+        return None
+    from trajstream.enrichment.llm import build_client
+    from trajstream.scoring.rewards import judge_group
+
+    client = build_client(settings)
+    model = settings.judge_model or settings.llm_model
+
+    async def judge(views: Sequence[TrajectoryView]) -> list[tuple[float, str]]:
+        verdicts = await judge_group(list(views), client, model)
+        return [(v.score, v.rationale) for v in verdicts]
+
+    return judge
+
+
+def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[faust.App, StreamStats]:
+    codec = codec or codec_for(settings)
+    stats = StreamStats()
+    app = faust.App(
+        faust_app_id(settings),
+        broker=_broker_url(settings),
+        broker_credentials=_credentials(settings),
+        store="memory://",  # state is rebuilt from the changelog topics at start
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        web_enabled=False,
+        datadir=str(settings.home.resolve() / "streams"),
+        consumer_auto_offset_reset="earliest",
+        processing_guarantee="at_least_once",
+        producer_acks=-1,
+        stream_wait_empty=False,
+        broker_commit_every=1000,
+        broker_commit_interval=1.0,
+    )
+    raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    assembly_source = app.topic(
+        settings.topic(EVENTS), settings.topic(FEEDBACK), settings.topic(ASSEMBLY_CONTROL_TOPIC), **raw
+    )
+    scoring_source = app.topic(settings.topic(ASSEMBLED), settings.topic(ENRICHMENT_RESULTS), **raw)
+    table_opts: dict[str, Any] = {"default": None, "partitions": settings.topic_partitions, "key_type": bytes,
+                                  "value_type": bytes}  # fmt: skip
+    assembly_table = app.Table(ASSEMBLY_TABLE, **table_opts)
+    scoring_table = app.Table(SCORING_TABLE, **table_opts)
+    out_topics: dict[str, faust.types.TopicT] = {}
+
+    def out(name: str) -> faust.types.TopicT:
+        if name not in out_topics:
+            out_topics[name] = app.topic(name, **raw)
+        return out_topics[name]
+
+    async def send(result: Result) -> None:
+        for o in result.outputs:
+            await out(o.topic).send(key=o.key, value=o.value)
+        stats.dead_letters += result.dead_letters
+        stats.emitted += len(result.outputs) - result.dead_letters
+
+    assembler = Assembler(settings, codec)
+    scorer = Scorer(settings, codec, make_judge(settings))
+
+    def to_input(event: Any) -> Input:
+        m = event.message
+        return Input(m.topic, m.partition, m.offset, m.key, m.value, int(m.timestamp * 1000))
+
+    @app.agent(assembly_source, concurrency=1)
+    async def assemble(stream: Any) -> None:
+        async for event in stream.events():
+            record = to_input(event)
+            stats.assembled_in += 1
+            key = record.key or b""
+            result = assembler.handle(record, assembly_table.get(key) if key else None)
+            if result.state is not None and key:
+                assembly_table[key] = result.state
+                track_idle(key, result.state)
+            await send(result)
+
+    def track_idle(key: bytes, state: bytes) -> None:
+        idle = assembler.idle_since(state)
+        tid = key.decode(errors="replace")
+        if idle is None:
+            stats.idle.pop(tid, None)
+        else:
+            stats.idle[tid] = idle[1]
+
+    @app.agent(scoring_source, concurrency=1)
+    async def score(stream: Any) -> None:
+        async for event in stream.events():
+            record = to_input(event)
+            stats.scored_in += 1
+            key = record.key or b""
+            result = await scorer.handle(record, scoring_table.get(key) if key else None)
+            if result.state is not None and key:
+                scoring_table[key] = result.state
+            await send(result)
+
+    @app.timer(settings.assembly_sweep_interval_s)  # type: ignore[untyped-decorator]
+    async def sweep() -> None:
+        """Ask the agent to close idle trajectories. The agent decides: it owns the state."""
+        if not stats.idle_scanned:
+            # After a start the open trajectories are only in the restored table.
+            for key, value in list(assembly_table.items()):
+                if value is not None:
+                    track_idle(key, value)
+            stats.idle_scanned = True
+        now_ms = int(time.time() * 1000)
+        timeout_ms = int(settings.assembly_inactivity_timeout_s * 1000)
+        for tid, last in list(stats.idle.items()):
+            if now_ms - last >= timeout_ms:
+                message = assembler.timeout_message(tid, last, now_ms)
+                await out(message.topic).send(key=message.key, value=message.value)
+                stats.idle.pop(tid, None)  # asked once; a new event puts it back
+
+    return app, stats
+
+
+def run_worker(settings: Settings, loglevel: str = "warn") -> None:
+    """Run the streams worker in the foreground until SIGTERM or SIGINT."""
+    app, _ = create_app(settings)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()
