@@ -100,6 +100,9 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
         producer_acks=-1,
         stream_wait_empty=False,
         broker_commit_every=1000,
+        # A SIGKILLed worker's partitions wait for its session to expire before a restart gets them.
+        broker_session_timeout=settings.streams_session_timeout_s,
+        broker_heartbeat_interval=max(1.0, settings.streams_session_timeout_s / 4),
         broker_commit_interval=1.0,
     )
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}

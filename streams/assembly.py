@@ -89,7 +89,6 @@ def new_state(trajectory_id: str) -> dict[str, Any]:
         "dead_lettered": None,
         "last_reason": "",
         "emitted_at_ms": None,
-        "emitted_duplicates": 0,
     }
 
 
@@ -197,7 +196,6 @@ class Assembler:
             state["last_reason"] = reason
             state["version"] += 1
             state["emitted_at_ms"] = record.timestamp_ms
-            state["emitted_duplicates"] = state["duplicate_events"]
             outputs.extend(self._emission(state))
         return Result(self.dump(state), outputs)
 
@@ -268,7 +266,6 @@ class Assembler:
         state["last_reason"] = reason
         state["version"] += 1
         state["emitted_at_ms"] = at_ms
-        state["emitted_duplicates"] = state["duplicate_events"]
         return Result(self.dump(state), self._emission(state))
 
     def _control_message(self, kind: str, target: str, at_ms: int, **fields: Any) -> Output:
@@ -338,7 +335,6 @@ class Assembler:
                 for f in feedback
             ],
             "event_count": (start is not None) + len(turns) + (end is not None) + len(feedback),
-            "duplicate_events": state["emitted_duplicates"],
         }
 
     def _emission(self, state: dict[str, Any]) -> list[Output]:

@@ -78,6 +78,9 @@ class Settings(BaseSettings):
         default=300.0, gt=0, description="A trajectory with no event for this long is closed as abandoned (timed out)."
     )
     assembly_sweep_interval_s: float = Field(default=5.0, gt=0, description="How often open trajectories are checked.")
+    streams_session_timeout_s: float = Field(
+        default=10.0, gt=1, description="A worker that stops heartbeating loses its partitions after this long."
+    )
     assembly_max_turns: int = Field(default=1000, ge=1, description="More turns than this dead-letters a trajectory.")
     assembly_max_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1024, description="A trajectory whose events exceed this is dead-lettered."
