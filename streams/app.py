@@ -136,17 +136,19 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
 
     @app.agent(assembly_source, concurrency=1)
     async def assemble(stream: Any) -> None:
+        # One event at a time, each state written before the next: Faust commits an offset only after
+        # its event is acked and the producer (changelog included) is flushed.
         async for event in stream.events():
             record = to_input(event)
             stats.assembled_in += 1
             key = record.key or b""
             result = assembler.handle(record, assembly_table.get(key) if key else None)
             if result.state is not None and key:
-                assembly_table[key] = result.state
+                assembly_table[key] = assembler.dump(result.state)
                 track_idle(key, result.state)
             await send(result)
 
-    def track_idle(key: bytes, state: bytes) -> None:
+    def track_idle(key: bytes, state: Any) -> None:
         idle = assembler.idle_since(state)
         tid = key.decode(errors="replace")
         if idle is None:
@@ -162,7 +164,7 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
             key = record.key or b""
             result = await scorer.handle(record, scoring_table.get(key) if key else None)
             if result.state is not None and key:
-                scoring_table[key] = result.state
+                scoring_table[key] = scorer.dump(result.state)
             await send(result)
 
     @app.timer(settings.assembly_sweep_interval_s)  # type: ignore[untyped-decorator]

@@ -57,9 +57,12 @@ class Input:
     timestamp_ms: int
 
 
+State = dict[str, Any]
+
+
 @dataclass
 class Result:
-    state: bytes | None  # the new table value; None: leave the table as it is
+    state: State | None  # the new state (encode with Assembler.dump); None: leave the table as it is
     outputs: list[Output] = field(default_factory=list)
     dead_letters: int = 0
 
@@ -106,16 +109,19 @@ class Assembler:
         self.timeout_ms = int(settings.assembly_inactivity_timeout_s * 1000)
 
     # --- state (de)serialisation -------------------------------------------------------------
-    def load(self, data: bytes | None, trajectory_id: str) -> dict[str, Any]:
+    def load(self, data: bytes | State | None, trajectory_id: str) -> State:
+        """A table value, or a state already decoded (the agent keeps a batch's states decoded)."""
         if data is None:
             return new_state(trajectory_id)
+        if isinstance(data, dict):
+            return data
         return self.codec.decode(data, expect=ASSEMBLY_STATE).record
 
     def dump(self, state: dict[str, Any]) -> bytes:
         return self.codec.encode(ASSEMBLY_STATE, state)
 
     # --- entry point ---------------------------------------------------------------------------
-    def handle(self, record: Input, state_data: bytes | None) -> Result:
+    def handle(self, record: Input, state_data: bytes | State | None) -> Result:
         kind = self.topic_kind.get(record.topic)
         if kind is None:
             return self._reject(record, f"topic {record.topic} is not an assembly input", "UnexpectedTopic")
@@ -144,14 +150,14 @@ class Assembler:
         event_id = body["event_id"]
         if event_id in state["seen_event_ids"]:
             state["duplicate_events"] += 1
-            result = Result(self.dump(state))
+            result = Result(state)
             if state["closed"] and state["version"] and not state["dead_lettered"]:
                 result.outputs = self._emission(state)  # replay after a crash: emit again, byte-identical
             return result
         if state["dead_lettered"]:
             state["seen_event_ids"].append(event_id)
             dead = self._reject(record, f"trajectory already dead-lettered: {state['dead_lettered']}", "Rejected", tid)
-            dead.state = self.dump(state)
+            dead.state = state
             return dead
 
         conflict = self._conflict(state, name, body)
@@ -163,7 +169,7 @@ class Assembler:
             # Already emitted: the versions out there stay valid; only what does not fit is rejected.
             state["seen_event_ids"].append(event_id)
             rejected = self._reject(record, f"trajectory would exceed its limit: {over}", "TrajectoryTooLarge", tid)
-            rejected.state = self.dump(state)
+            rejected.state = state
             return rejected
         state["seen_event_ids"].append(event_id)
         state["total_bytes"] += len(record.value)
@@ -197,7 +203,7 @@ class Assembler:
             state["version"] += 1
             state["emitted_at_ms"] = record.timestamp_ms
             outputs.extend(self._emission(state))
-        return Result(self.dump(state), outputs)
+        return Result(state, outputs)
 
     def _conflict(self, state: dict[str, Any], name: str, body: dict[str, Any]) -> str:
         if name == TRAJECTORY_START and state["start"] is not None:
@@ -234,10 +240,10 @@ class Assembler:
                 )  # fmt: skip
             outputs.append(Output(self.dlq_topic, tid.encode(), self.codec.encode(DEAD_LETTER, letter)))
         state.update(start=None, end=None, turns=[], feedback=[], total_bytes=0, dead_lettered=reason)
-        return Result(self.dump(state), outputs, dead_letters=len(outputs))
+        return Result(state, outputs, dead_letters=len(outputs))
 
     # --- control messages ------------------------------------------------------------------------
-    def _control(self, body: dict[str, Any], state_data: bytes | None, record: Input) -> Result:
+    def _control(self, body: dict[str, Any], state_data: bytes | State | None, record: Input) -> Result:
         tid = body["trajectory_id"]
         state = self.load(state_data, tid)
         if body["kind"] == "child":
@@ -248,7 +254,7 @@ class Assembler:
             state["children"].append(child)
             if state["closed"] and not state["dead_lettered"]:
                 return self._emit_new(state, "child_added", record.timestamp_ms)
-            return Result(self.dump(state))
+            return Result(state)
         if body["kind"] == "timeout":
             if state_data is None or state["dead_lettered"]:
                 return Result(None)
@@ -266,14 +272,14 @@ class Assembler:
         state["last_reason"] = reason
         state["version"] += 1
         state["emitted_at_ms"] = at_ms
-        return Result(self.dump(state), self._emission(state))
+        return Result(state, self._emission(state))
 
     def _control_message(self, kind: str, target: str, at_ms: int, **fields: Any) -> Output:
         body = {"kind": kind, "trajectory_id": target, "issued_at": at_ms, "last_activity_ms": None, "child_id": None}
         body.update(fields)
         return Output(self.control_topic, target.encode(), self.codec.encode(ASSEMBLY_CONTROL, body))
 
-    def idle_since(self, state_data: bytes) -> tuple[str, int] | None:
+    def idle_since(self, state_data: bytes | State) -> tuple[str, int] | None:
         """(trajectory_id, last_activity_ms) of an open trajectory, for the inactivity sweep."""
         state = self.load(state_data, "")
         if state["closed"] or state["dead_lettered"] or not state["last_activity_ms"]:

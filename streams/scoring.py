@@ -71,6 +71,9 @@ class Scorer:
         self.rewards_topic = settings.topic(REWARDS)
         self.dlq_topic = settings.topic(DEAD_LETTERS)
 
+    def dump(self, state: dict[str, Any]) -> bytes:
+        return self.codec.encode(SCORING_STATE, state)
+
     def load(self, data: bytes | None, trajectory_id: str) -> dict[str, Any]:
         if data is None:
             return {
@@ -107,7 +110,7 @@ class Scorer:
             and state["assembled_version"] > state["scored_version"]
         )
         if not ready:
-            return Result(self.codec.encode(SCORING_STATE, state))
+            return Result(state)
         try:
             outputs = await self._score(state)
         except CodecError as exc:  # a stored turn that does not decode: the trajectory cannot be scored
@@ -116,7 +119,7 @@ class Scorer:
         # The scored record carries the trajectory; the table need not keep it any more.
         state["assembled"] = None
         state["enrichment"] = None
-        return Result(self.codec.encode(SCORING_STATE, state), outputs)
+        return Result(state, outputs)
 
     async def _score(self, state: dict[str, Any]) -> list[Output]:
         view = TrajectoryView.from_bytes(state["assembled"], self.codec)
