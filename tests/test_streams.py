@@ -314,3 +314,25 @@ def test_replayed_events_do_not_duplicate_new_ids(codec: SingleObjectCodec) -> N
     tid = str(uuid.uuid4())
     assert _turn(tid, 0)["event_id"] != _turn(tid, 0)["event_id"]
     assert new_id() != new_id()
+
+
+def test_reenrich_since_requests_the_latest_versions_again(streams: Settings, codec: SingleObjectCodec) -> None:
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    tid = str(uuid.uuid4())
+    asyncio.run(publish(streams, _events(codec, tid, 1)))
+    _assembled(streams, codec, tid)
+    since = (datetime.now(UTC) - timedelta(minutes=10)).strftime("%Y-%m-%d %H:%M:%S")
+    result = subprocess.run(
+        [trajstream_bin(), "enrich", "--since", since, "--prompt-version", "v2"],
+        env=env_for(streams), capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    count = int(result.stdout.split()[0])
+    assembled = latest_by_trajectory(asyncio.run(read(streams, codec, "trajectories.assembled")))
+    assert count == len(assembled)  # one request per trajectory, for its latest version
+    requests = [r.event.record for r in asyncio.run(read(streams, codec, "enrichment.requests"))]  # type: ignore[union-attr]
+    mine = [r for r in requests if r["trajectory_id"] == tid and r["requested_by"] == "reenrich"]
+    assert len(mine) == 1 and mine[0]["prompt_version"] == "v2"
+    assert mine[0]["trajectory_version"] == assembled[tid]["version"]
