@@ -24,11 +24,12 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from trajstream.broker import LocalBroker
 from trajstream.codec import codec_for
 from trajstream.events import Message, ToolCall, ToolResponse, end_record, start_record, turn_record
+from trajstream.reader import topic_partitions
 from trajstream.settings import Settings
 from trajstream.topics import ASSEMBLED, EVENTS, create_topics
 
@@ -71,10 +72,7 @@ async def plain_consumer_rate(settings: Settings, expected: int) -> float:
     await consumer.start()
     topic = settings.topic(EVENTS)
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        if not tps:
-            await consumer._client.force_metadata_update()
-            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        tps = await topic_partitions(consumer, topic)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         seen = 0
@@ -96,10 +94,7 @@ async def last_assembled_ms(settings: Settings, expected: int) -> int | None:
     await consumer.start()
     topic = settings.topic(ASSEMBLED)
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        if not tps:
-            await consumer._client.force_metadata_update()
-            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        tps = await topic_partitions(consumer, topic)
         ends = await consumer.end_offsets(tps)
         if sum(ends.values()) < expected:
             return None

@@ -22,6 +22,15 @@ class ReadRecord:
     error: CodecError | None
 
 
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """The topic's partitions; a consumer that has not seen the topic yet asks the cluster once."""
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic)
+    return [TopicPartition(topic, p) for p in sorted(partitions or ())]
+
+
 async def read_topic(settings: Settings, topic: str, codec: EventCodec | None = None) -> AsyncIterator[ReadRecord]:
     """Every record now on ``topic``, in partition then offset order; decode failures are yielded, not raised."""
     consumer = AIOKafkaConsumer(
@@ -29,11 +38,7 @@ async def read_topic(settings: Settings, topic: str, codec: EventCodec | None = 
     )
     await consumer.start()
     try:
-        partitions = sorted(consumer.partitions_for_topic(topic) or ())
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = sorted(consumer.partitions_for_topic(topic) or ())
-        tps = [TopicPartition(topic, p) for p in partitions]
+        tps = await topic_partitions(consumer, topic)
         if not tps:
             return
         consumer.assign(tps)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from trajstream.codec import codec_for
 from trajstream.errors import CodecError
 from trajstream.events import new_id, utcnow
+from trajstream.reader import topic_partitions
 from trajstream.schemas import ASSEMBLED_TRAJECTORY, ENRICHMENT_REQUEST
 from trajstream.settings import Settings
 from trajstream.topics import ASSEMBLED, ENRICHMENT_REQUESTS
@@ -22,10 +23,7 @@ async def request_reenrichment(settings: Settings, since: datetime, prompt_versi
     await consumer.start()
     latest: dict[str, tuple[int, bytes]] = {}
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        if not tps:
-            await consumer._client.force_metadata_update()
-            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        tps = await topic_partitions(consumer, topic)
         consumer.assign(tps)
         starts = await consumer.offsets_for_times({tp: int(since.timestamp() * 1000) for tp in tps})
         ends = await consumer.end_offsets(tps)
