@@ -98,7 +98,7 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
         consumer_auto_offset_reset="earliest",
         processing_guarantee="at_least_once",
         producer_acks=-1,
-        stream_wait_empty=False,
+        stream_wait_empty=True,  # False lets a rebalance drop buffered events Faust then commits past
         broker_commit_every=1000,
         # A SIGKILLed worker's partitions wait for its session to expire before a restart gets them.
         broker_session_timeout=settings.streams_session_timeout_s,
