@@ -35,15 +35,11 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class StreamStats:
-    """Counters a test or `trajstream status` can read; they are per process, not persisted."""
+class IdleTrajectories:
+    """Open trajectories and their last activity, for the inactivity sweep (per process, not persisted)."""
 
-    assembled_in: int = 0
-    scored_in: int = 0
-    emitted: int = 0
-    dead_letters: int = 0
-    idle: dict[str, int] = field(default_factory=dict)  # trajectory id -> last activity (open ones)
-    idle_scanned: bool = False
+    last_activity: dict[str, int] = field(default_factory=dict)
+    scanned: bool = False  # the restored table has been read once since start
 
 
 def _broker_url(settings: Settings) -> str:
@@ -81,9 +77,9 @@ def make_judge(settings: Settings) -> Judge | None:
     return judge
 
 
-def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[faust.App, StreamStats]:
+def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[faust.App, IdleTrajectories]:
     codec = codec or codec_for(settings)
-    stats = StreamStats()
+    idle = IdleTrajectories()
     app = faust.App(
         faust_app_id(settings),
         broker=_broker_url(settings),
@@ -124,8 +120,6 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
     async def send(result: Result) -> None:
         for o in result.outputs:
             await out(o.topic).send(key=o.key, value=o.value)
-        stats.dead_letters += result.dead_letters
-        stats.emitted += len(result.outputs) - result.dead_letters
 
     assembler = Assembler(settings, codec)
     scorer = Scorer(settings, codec, make_judge(settings))
@@ -140,7 +134,6 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
         # its event is acked and the producer (changelog included) is flushed.
         async for event in stream.events():
             record = to_input(event)
-            stats.assembled_in += 1
             key = record.key or b""
             result = assembler.handle(record, assembly_table.get(key) if key else None)
             if result.state is not None and key:
@@ -149,18 +142,17 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
             await send(result)
 
     def track_idle(key: bytes, state: Any) -> None:
-        idle = assembler.idle_since(state)
+        since = assembler.idle_since(state)
         tid = key.decode(errors="replace")
-        if idle is None:
-            stats.idle.pop(tid, None)
+        if since is None:
+            idle.last_activity.pop(tid, None)
         else:
-            stats.idle[tid] = idle[1]
+            idle.last_activity[tid] = since[1]
 
     @app.agent(scoring_source, concurrency=1)
     async def score(stream: Any) -> None:
         async for event in stream.events():
             record = to_input(event)
-            stats.scored_in += 1
             key = record.key or b""
             result = await scorer.handle(record, scoring_table.get(key) if key else None)
             if result.state is not None and key:
@@ -170,21 +162,21 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
     @app.timer(settings.assembly_sweep_interval_s)  # type: ignore[untyped-decorator]
     async def sweep() -> None:
         """Ask the agent to close idle trajectories. The agent decides: it owns the state."""
-        if not stats.idle_scanned:
+        if not idle.scanned:
             # After a start the open trajectories are only in the restored table.
             for key, value in list(assembly_table.items()):
                 if value is not None:
                     track_idle(key, value)
-            stats.idle_scanned = True
+            idle.scanned = True
         now_ms = int(time.time() * 1000)
         timeout_ms = int(settings.assembly_inactivity_timeout_s * 1000)
-        for tid, last in list(stats.idle.items()):
+        for tid, last in list(idle.last_activity.items()):
             if now_ms - last >= timeout_ms:
                 message = assembler.timeout_message(tid, last, now_ms)
                 await out(message.topic).send(key=message.key, value=message.value)
-                stats.idle.pop(tid, None)  # asked once; a new event puts it back
+                idle.last_activity.pop(tid, None)  # asked once; a new event puts it back
 
-    return app, stats
+    return app, idle
 
 
 def run_worker(settings: Settings, loglevel: str = "warn") -> None:

@@ -64,7 +64,6 @@ State = dict[str, Any]
 class Result:
     state: State | None  # the new state (encode with Assembler.dump); None: leave the table as it is
     outputs: list[Output] = field(default_factory=list)
-    dead_letters: int = 0
 
 
 def _ms(value: Any) -> int:
@@ -240,7 +239,7 @@ class Assembler:
                 )  # fmt: skip
             outputs.append(Output(self.dlq_topic, tid.encode(), self.codec.encode(DEAD_LETTER, letter)))
         state.update(start=None, end=None, turns=[], feedback=[], total_bytes=0, dead_lettered=reason)
-        return Result(state, outputs, dead_letters=len(outputs))
+        return Result(state, outputs)
 
     # --- control messages ------------------------------------------------------------------------
     def _control(self, body: dict[str, Any], state_data: bytes | State | None, record: Input) -> Result:
@@ -374,4 +373,4 @@ class Assembler:
             tid = record.key.decode(errors="replace")
         letter = self._letter(record, reason, error_type, tid)
         key = record.key or b""
-        return Result(None, [Output(self.dlq_topic, key, self.codec.encode(DEAD_LETTER, letter))], dead_letters=1)
+        return Result(None, [Output(self.dlq_topic, key, self.codec.encode(DEAD_LETTER, letter))])

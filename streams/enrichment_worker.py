@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -30,30 +29,19 @@ from trajstream.trajectory import TrajectoryView
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class EnrichmentStats:
-    requests: int = 0
-    results: int = 0
-    failed: int = 0
-    dead_letters: int = 0
-
-
 class EnrichmentWorker:
     def __init__(self, settings: Settings, codec: EventCodec | None = None, extractor: Extractor | None = None):
         self.settings = settings
         self.codec = codec or codec_for(settings)
         self.extractor = extractor or build_extractor(settings)
-        self.stats = EnrichmentStats()
         self._variants: dict[str, Extractor] = {}
         self.results_topic = settings.topic(ENRICHMENT_RESULTS)
         self.dlq_topic = settings.topic(DEAD_LETTERS)
 
     async def handle(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes) -> list[Output]:
         """The outputs for one request; never raises for bad input."""
-        self.stats.requests += 1
 
         def letter(reason: str, error_type: str, tid: str | None) -> Output:
-            self.stats.dead_letters += 1
             record = dead_letter_record(
                 stage="enrichment", reason=reason, error_type=error_type, source=topic, source_partition=partition,
                 source_offset=offset, trajectory_id=tid, key=key, payload=value,
@@ -79,11 +67,9 @@ class EnrichmentWorker:
             failed = failed_result_record(
                 tid, version, extractor.name, extractor.prompt_version, str(exc), attempts, latency
             )
-            self.stats.failed += 1
             result = Output(self.results_topic, tid.encode(), self.codec.encode(ENRICHMENT_RESULT, failed))
             # The failure is dead-lettered for a person, and a failed result lets scoring go on without it.
             return [letter(f"enrichment failed: {exc}", type(exc).__name__, tid), result]
-        self.stats.results += 1
         record = to_result_record(extraction, tid, version)
         return [Output(self.results_topic, tid.encode(), self.codec.encode(ENRICHMENT_RESULT, record))]
 

@@ -178,4 +178,4 @@ class Scorer:
             source_partition=record.partition, source_offset=record.offset, trajectory_id=tid,
             key=record.key, payload=record.value,
         )  # fmt: skip
-        return Result(None, [Output(self.dlq_topic, record.key or b"", self.codec.encode(DEAD_LETTER, letter))], 1)
+        return Result(None, [Output(self.dlq_topic, record.key or b"", self.codec.encode(DEAD_LETTER, letter))])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -113,12 +113,6 @@ class TrajectoryView:
     @property
     def llm_steps(self) -> list[Step]:
         return [s for s in self.steps if s.is_llm_call]
-
-    def messages(self) -> Iterator[tuple[int, Mapping[str, Any]]]:
-        """(turn_index, message) for every message in order."""
-        for step in self.steps:
-            for message in step.messages:
-                yield step.turn_index, message
 
     @property
     def model_versions(self) -> list[str]:
