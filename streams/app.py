@@ -16,6 +16,7 @@ from typing import Any
 import faust
 
 from streams.assembly import Assembler, Input, Result
+from streams.ordered_consumer import OrderedTransport
 from streams.scoring import Judge, Scorer
 from trajstream.codec import EventCodec, codec_for
 from trajstream.settings import Settings
@@ -40,6 +41,11 @@ class IdleTrajectories:
 
     last_activity: dict[str, int] = field(default_factory=dict)
     scanned: bool = False  # the restored table has been read once since start
+
+
+class _App(faust.App):
+    def _new_transport(self) -> Any:
+        return OrderedTransport(self.conf.broker_consumer, self)
 
 
 def _broker_url(settings: Settings) -> str:
@@ -80,7 +86,7 @@ def make_judge(settings: Settings) -> Judge | None:
 def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[faust.App, IdleTrajectories]:
     codec = codec or codec_for(settings)
     idle = IdleTrajectories()
-    app = faust.App(
+    app = _App(
         faust_app_id(settings),
         broker=_broker_url(settings),
         broker_credentials=_credentials(settings),

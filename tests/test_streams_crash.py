@@ -50,15 +50,6 @@ def _trajectory(codec: SingleObjectCodec, tid: str) -> tuple[list[Any], Any]:
     return events, end
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "Known defect, issue 3 stays open: in about half of the runs faust-streaming 0.15.3 commits input "
-        "offsets past records its consumer never delivered to the agent (a whole record batch of one "
-        "partition, or the first records of a partition), so a few trajectories are neither assembled "
-        "nor scored after the SIGKILL. Every repeat that is emitted is byte-identical."
-    ),
-)
 def test_a_killed_worker_loses_nothing_and_repeats_nothing(
     crash_settings: Settings, codec: SingleObjectCodec, tmp_path: Path
 ) -> None:
@@ -95,7 +86,21 @@ def test_a_killed_worker_loses_nothing_and_repeats_nothing(
             scored = latest_by_trajectory(await read(settings, codec, "trajectories.scored"), "trajectory_version")
             return scored if len(scored) >= COMPLETE + OPEN else None
 
-        wait_for(all_scored, timeout_s=120)
+        try:
+            wait_for(all_scored, timeout_s=120)
+        except AssertionError:
+            assembled_ids = set(latest_by_trajectory(asyncio.run(read(settings, codec, "trajectories.assembled"))))
+            scored_ids = set(latest_by_trajectory(
+                asyncio.run(read(settings, codec, "trajectories.scored")), "trajectory_version"))  # fmt: skip
+            missing = (set(complete) | set(open_)) - assembled_ids
+            enriched = {r.event.record["trajectory_id"]: r.partition
+                        for r in asyncio.run(read(settings, codec, "enrichment.results")) if r.event}  # fmt: skip
+            unscored = assembled_ids - scored_ids
+            raise AssertionError(
+                f"not assembled: {len(missing)} ({len(missing & set(open_))} of them ended after the kill), "
+                f"assembled but not scored: {len(unscored)}, of which enriched: {len(unscored & set(enriched))} "
+                f"(partitions {sorted(enriched.get(t, -1) for t in unscored)}); worker log: {worker.log}"
+            ) from None
     finally:
         worker.stop()
 
