@@ -154,7 +154,7 @@ def worker_rate(settings: Settings, events: int, trajectories: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trajectories", type=int, default=2000)
+    parser.add_argument("--trajectories", type=int, default=5000)
     parser.add_argument("--turns", type=int, default=10)
     args = parser.parse_args()
 

@@ -35,6 +35,9 @@ from trajstream.settings import Settings
 from trajstream.topics import ASSEMBLED, ASSEMBLY_CONTROL_TOPIC, DEAD_LETTERS, ENRICHMENT_REQUESTS, EVENTS
 from trajstream.topics import FEEDBACK as FEEDBACK_TOPIC
 
+# A turn is stored as the agent's own bytes; assembly reads only what orders and dedupes it. Its
+# content is decoded downstream (scoring, enrichment), where a body that does not decode is dead-lettered.
+_READ_FIELDS = {TURN: frozenset({"event_id", "trajectory_id", "turn_index", "timestamp"})}
 _EVENT_TOPICS = {EVENTS: (TRAJECTORY_START, TURN, TRAJECTORY_END), FEEDBACK_TOPIC: (FEEDBACK,)}
 
 
@@ -125,7 +128,7 @@ class Assembler:
         if kind is None:
             return self._reject(record, f"topic {record.topic} is not an assembly input", "UnexpectedTopic")
         try:
-            event = self.codec.decode(record.value)
+            event = self.codec.decode(record.value, fields=_READ_FIELDS)
         except CodecError as exc:
             return self._reject(record, str(exc), type(exc).__name__)
         if kind == ASSEMBLY_CONTROL_TOPIC:

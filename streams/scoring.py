@@ -69,12 +69,16 @@ class Scorer:
         }
         self.scored_topic = settings.topic(SCORED)
         self.rewards_topic = settings.topic(REWARDS)
+        self._logical = {self.scored_topic: SCORED, self.rewards_topic: REWARDS}
         self.dlq_topic = settings.topic(DEAD_LETTERS)
 
     def dump(self, state: dict[str, Any]) -> bytes:
         return self.codec.encode(SCORING_STATE, state)
 
-    def load(self, data: bytes | None, trajectory_id: str) -> dict[str, Any]:
+    def load(self, data: bytes | dict[str, Any] | None, trajectory_id: str) -> dict[str, Any]:
+        """A table value, or a state already decoded (the agent keeps a batch's states decoded)."""
+        if isinstance(data, dict):
+            return data
         if data is None:
             return {
                 "trajectory_id": trajectory_id,
@@ -83,10 +87,11 @@ class Scorer:
                 "enrichment_version": 0,
                 "enrichment": None,
                 "scored_version": 0,
+                "emitted": [],
             }
         return self.codec.decode(data, expect=SCORING_STATE).record
 
-    async def handle(self, record: Input, state_data: bytes | None) -> Result:
+    async def handle(self, record: Input, state_data: bytes | dict[str, Any] | None) -> Result:
         expected = self.kinds.get(record.topic)
         try:
             if expected is None:
@@ -96,14 +101,17 @@ class Scorer:
             return self._reject(record, str(exc), type(exc).__name__, None)
         body = event.record
         state = self.load(state_data, body["trajectory_id"])
+        version = body["version"] if event.name == ASSEMBLED_TRAJECTORY else body["trajectory_version"]
+        if version and version == state["scored_version"]:
+            return Result(None, self._emitted_again(state))
         if event.name == ASSEMBLED_TRAJECTORY:
-            if body["version"] <= max(state["assembled_version"], state["scored_version"]):
+            if version <= max(state["assembled_version"], state["scored_version"]):
                 return Result(None)  # a replay, or older than what is already here
-            state["assembled_version"], state["assembled"] = body["version"], record.value
+            state["assembled_version"], state["assembled"] = version, record.value
         else:
-            if body["trajectory_version"] <= max(state["enrichment_version"], state["scored_version"] - 1):
+            if version <= max(state["enrichment_version"], state["scored_version"] - 1):
                 return Result(None)
-            state["enrichment_version"], state["enrichment"] = body["trajectory_version"], record.value
+            state["enrichment_version"], state["enrichment"] = version, record.value
         ready = (
             state["assembled"] is not None
             and state["assembled_version"] == state["enrichment_version"]
@@ -119,7 +127,18 @@ class Scorer:
         # The scored record carries the trajectory; the table need not keep it any more.
         state["assembled"] = None
         state["enrichment"] = None
+        state["emitted"] = [{"topic": self._logical[o.topic], "value": o.value} for o in outputs]
         return Result(state, outputs)
+
+    def _emitted_again(self, state: dict[str, Any]) -> list[Output]:
+        """A replayed input of the scored version: what was sent for it, again and byte for byte.
+
+        The state and the outputs travel separately; a crash can leave the state on the changelog and
+        the outputs unsent. Re-sending keeps delivery at least once without scoring twice (a judge is
+        not deterministic), and downstream drops the repeat by (trajectory_id, version).
+        """
+        key = state["trajectory_id"].encode()
+        return [Output(self.settings.topic(e["topic"]), key, e["value"]) for e in state["emitted"]]
 
     async def _score(self, state: dict[str, Any]) -> list[Output]:
         view = TrajectoryView.from_bytes(state["assembled"], self.codec)
@@ -145,6 +164,7 @@ class Scorer:
             "model_versions": view.model_versions,
             "credits": credit_records,
             "trajectory": state["assembled"],
+            "enrichment": state["enrichment"],
         }
         key = view.trajectory_id.encode()
         return [

@@ -108,6 +108,27 @@ def test_records_that_do_not_fit_are_refused(codec: SingleObjectCodec) -> None:
         small.encode("feedback", big)
 
 
+def test_a_projection_reads_only_the_named_fields_and_still_checks_the_body(codec: SingleObjectCodec) -> None:
+    record = sample_records()["turn"]
+    data = codec.encode("turn", record)
+    wanted = frozenset({"event_id", "turn_index"})
+    decoded = codec.decode(data, fields={"turn": wanted})
+    assert decoded.name == "turn" and set(decoded.record) == wanted
+    assert decoded.record["turn_index"] == record["turn_index"]
+    # Other record types are read whole.
+    start = codec.decode(
+        codec.encode("trajectory_start", sample_records()["trajectory_start"]), fields={"turn": wanted}
+    )
+    assert "task_description" in start.record
+    # The skipped fields are still walked: a cut body or trailing bytes are errors, as without a projection.
+    with pytest.raises(MalformedEventError):
+        codec.decode(data[:-3], fields={"turn": wanted})
+    with pytest.raises(MalformedEventError, match="trailing"):
+        codec.decode(data + b"\x00", fields={"turn": wanted})
+    with pytest.raises(ValueError, match="no field"):
+        codec.decode(data, fields={"turn": frozenset({"no_such_field"})})
+
+
 def test_old_writer_is_read_with_the_new_reader_schema(tmp_path: Path) -> None:
     root = tmp_path / "schemas"
     shutil.copytree(SCHEMAS, root)
@@ -183,6 +204,10 @@ def test_confluent_wire_format_round_trips(catalog: SchemaCatalog, registry: str
         assert data[0] == 0
         decoded = reader.decode(data)
         assert decoded.name == name and decoded.record == as_decoded(record)
+        if name == "turn":
+            assert reader.decode(data, fields={"turn": frozenset({"event_id"})}).record == {
+                "event_id": record["event_id"]
+            }
     assert set(_Registry.subjects) == {catalog.latest(n).full_name for n in sample_records()}
 
     with pytest.raises(UnknownSchemaError, match="schema id 999"):

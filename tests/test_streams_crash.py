@@ -20,7 +20,7 @@ from trajstream.topics import create_topics
 
 pytestmark = pytest.mark.integration
 
-COMPLETE = 400  # trajectories whose events all arrive before the kill
+COMPLETE = 3000  # trajectories whose events all arrive before the kill
 OPEN = 100  # trajectories whose end arrives only after the kill
 TURNS = 5
 
