@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 from pathlib import Path
@@ -289,6 +290,137 @@ def enrich(ctx: click.Context, since: Any, prompt_version: str | None) -> None:
     out.print(f"{count} enrichment request(s) sent")
 
 
+@worker.command("sinks")
+@click.pass_context
+def worker_sinks(ctx: click.Context) -> None:
+    """The data worker: the ClickHouse and Milvus sinks and the data API, in one process.
+
+    It applies ClickHouse migrations at start and owns the embedded stores (chDB at
+    TRAJSTREAM_CLICKHOUSE_DSN, milvus-lite at TRAJSTREAM_MILVUS_URI), which allow one process per
+    data directory; other processes query through its API (TRAJSTREAM_API_PORT, default 8765).
+    """
+    from consumers.sinks_worker import run_sinks
+
+    run_sinks(_settings(ctx))
+
+
+# --- the whole pipeline ------------------------------------------------------------------------
+@main.command("up")
+@click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for every part to be ready.")
+@click.pass_context
+def up(ctx: click.Context, timeout: float) -> None:
+    """Start the pipeline in the background: broker (unless external), topics, the streams, enrichment
+    and data workers (sinks and API). Logs: TRAJSTREAM_HOME/logs. Stop it with `trajstream down`."""
+    from trajstream.pipeline import up as start
+
+    start(_settings(ctx), lambda m: err.print(f"[dim]{m}[/]"), timeout)
+    out.print("pipeline up; `trajstream status` shows each part and its lag")
+
+
+@main.command("status")
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """Each part of the pipeline: its process and the records its consumer group has yet to process."""
+    from trajstream.pipeline import status as get_status
+
+    table = Table("part", "pid", "lag", "detail")
+    for part in get_status(_settings(ctx)):
+        table.add_row(part.name, str(part.pid or "-"), "-" if part.lag is None else str(part.lag), part.detail)
+    out.print(table)
+
+
+@main.command("down")
+@click.option("--keep-broker", is_flag=True, help="Leave the local broker running.")
+@click.option("--timeout", default=20.0, show_default=True, help="Seconds before a worker is killed.")
+@click.pass_context
+def down(ctx: click.Context, keep_broker: bool, timeout: float) -> None:
+    """Stop the workers (SIGTERM, then SIGKILL after --timeout) and the local broker."""
+    from trajstream.pipeline import down as stop
+
+    stop(_settings(ctx), lambda m: err.print(f"[dim]{m}[/]"), timeout, stop_broker=not keep_broker)
+
+
+# --- data: SQL, recall, simulation ----------------------------------------------------------------
+def _access(ctx: click.Context) -> Any:
+    from consumers.access import DataAccess
+
+    return DataAccess(_settings(ctx))
+
+
+def _print_json(data: Any) -> None:
+    out.print_json(json.dumps(data, default=str))
+
+
+@main.command("sql")
+@click.argument("query")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def sql(ctx: click.Context, query: str, as_json: bool) -> None:
+    """Run a read-only query (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN) against ClickHouse.
+
+    Tables live in the TRAJSTREAM_CLICKHOUSE_DATABASE database (default trajstream), for example
+    `trajstream sql "SELECT outcome, count() FROM trajstream.trajectories GROUP BY outcome"`.
+    """
+    result = _access(ctx).sql(query)
+    if as_json:
+        _print_json(result)
+        return
+    table = Table(*result["columns"])
+    for row in result["rows"]:
+        table.add_row(*(str(v) for v in row))
+    out.print(table)
+
+
+@main.command("recall")
+@click.argument("query")
+@click.option("-k", default=3, show_default=True, help="How many trajectories.")
+@click.option("--outcome", default="success", show_default=True, help="Filter on outcome ('any' for all).")
+@click.option("--domain", default=None, help="Filter on domain.")
+@click.option("--agent", "agent_id", default=None, help="Filter on agent id.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole answer as JSON.")
+@click.pass_context
+def recall(ctx: click.Context, query: str, k: int, outcome: str, domain: str | None, agent_id: str | None,
+           as_json: bool) -> None:  # fmt: skip
+    """Similar past trajectories for a task, as few-shot chat messages ready for a prompt."""
+    filters = {"outcome": outcome, "domain": domain, "agent_id": agent_id}
+    result = _access(ctx).recall(query, k, {key: v for key, v in filters.items() if v})
+    if as_json:
+        _print_json(result)
+        return
+    for hit in result["trajectories"]:
+        out.print(f"[bold]{hit['similarity']:.3f}[/] {hit['trajectory_id']} {hit['outcome']} {hit['task']}")
+    _print_json(result["messages"])
+
+
+@main.command("predict")
+@click.option("--state", required=True, help="The situation: the task and what happened so far.")
+@click.option("--action", required=True, help="The action planned next, e.g. 'issue_refund(order=42)'.")
+@click.option("-k", default=20, show_default=True, help="How many similar decision points to weigh.")
+@click.pass_context
+def predict(ctx: click.Context, state: str, action: str, k: int) -> None:
+    """Estimate the chance of success of an action from similar past decision points."""
+    _print_json(_access(ctx).predict(state, action, k))
+
+
+@main.command("counterfactual")
+@click.argument("trajectory_id")
+@click.argument("step", type=int)
+@click.argument("alternative_action")
+@click.pass_context
+def counterfactual(ctx: click.Context, trajectory_id: str, step: int, alternative_action: str) -> None:
+    """Compare the predicted outcome of another action at a recorded step with what happened."""
+    _print_json(_access(ctx).counterfactual(trajectory_id, step, alternative_action))
+
+
+@main.command("recommend")
+@click.argument("context")
+@click.option("-k", default=50, show_default=True, help="How many similar decision points to weigh.")
+@click.pass_context
+def recommend(ctx: click.Context, context: str, k: int) -> None:
+    """Tools ranked by their success rate in similar situations, with the sequence that usually follows."""
+    _print_json(_access(ctx).recommend(context, k))
+
+
 # --- dead letters ----------------------------------------------------------------------------
 @main.group()
 def dlq() -> None:
@@ -367,8 +499,8 @@ def dlq_replay(
               default=PROJECT_ROOT / "examples" / "trajectories.jsonl", show_default=True)  # fmt: skip
 @click.pass_context
 def demo(ctx: click.Context, file: Path) -> None:
-    """Start the broker (unless external), create the topics, emit the example trajectories and
-    read them back from Kafka to show what arrived."""
+    """Bring the whole pipeline up (as `trajstream up`), emit the example trajectories, and show them
+    in ClickHouse, a recall and an outcome prediction. The pipeline keeps running: `trajstream down`."""
     from trajstream.demo import run_demo
 
     run_demo(_settings(ctx), file, out, err)

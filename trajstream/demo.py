@@ -1,57 +1,91 @@
-"""``trajstream demo``: the broker, the topics, the example trajectories, and what arrived."""
+"""``trajstream demo``: the whole pipeline on the example trajectories, then a recall and a prediction."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import time
-from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from trajstream.broker import LocalBroker
-from trajstream.codec import codec_for
 from trajstream.emit_file import EmitSummary, emit_file
-from trajstream.reader import read_topic
 from trajstream.sdk.emitter import AsyncEmitter
 from trajstream.settings import Settings
-from trajstream.topics import DEAD_LETTERS, EVENTS, create_topics
 
 
 def run_demo(settings: Settings, file: Path, out: Console, err: Console) -> None:
-    broker = LocalBroker(settings, progress=lambda msg: err.print(f"[dim]{msg}[/]"))
+    """Bring the pipeline up, emit the example trajectories, and show them in ClickHouse and Milvus."""
+    from consumers.access import DataAccess
+    from trajstream.pipeline import up
+
     t0 = time.monotonic()
-    status = broker.start()
-    out.print(f"[bold]1. broker[/] {status.bootstrap} ({'external' if status.external else 'local'}) "
-              f"answering in {time.monotonic() - t0:.1f}s")  # fmt: skip
-    results = asyncio.run(create_topics(settings))
-    created = sum(r.created for r in results)
-    out.print(f"[bold]2. topics[/] {len(results)} topics ({created} created, {len(results) - created} existed)")
-    summary, counts, dead = asyncio.run(_emit_and_read(settings, file))
+    up(settings, lambda msg: err.print(f"[dim]{msg}[/]"))
+    out.print(f"[bold]1. pipeline up[/] in {time.monotonic() - t0:.1f}s: broker, topics, streams, enrichment, "
+              "sinks and data API (`trajstream status`)")  # fmt: skip
+    summary = asyncio.run(_emit(settings, file))
     out.print(
-        f"[bold]3. emit[/] {file.name}: {summary.lines} lines, {summary.trajectories} trajectories, "
+        f"[bold]2. emit[/] {file.name}: {summary.lines} lines, {summary.trajectories} trajectories, "
         f"{summary.events} events sent, {len(summary.rejected)} rejected"
     )
     for number, reason in summary.rejected:
         out.print(f"   line {number}: {reason}")
-    table = Table("event type", "on the events topic now", title="4. read back from Kafka")
-    for name, count in sorted(counts.items()):
-        table.add_row(name, str(count))
-    table.add_row("dead letters", str(dead))
+    ids = _ids(file)
+    data = DataAccess(settings)
+    db = settings.clickhouse_database
+    t0 = time.monotonic()
+    landed = 0
+    while time.monotonic() - t0 < 120:
+        query = f"SELECT uniqExact(trajectory_id) FROM {db}.trajectories WHERE trajectory_id IN ({_quoted(ids)})"
+        landed = int(data.sql(query)["rows"][0][0])
+        if (landed >= len(ids) and data.recall("refund", 1, {"outcome": "any"})["trajectories"]
+                and data.predict("refund", "issue_refund", 5)["p_success"] is not None):  # fmt: skip
+            break  # in ClickHouse, and both Milvus collections answer
+        time.sleep(0.5)
+    out.print(f"[bold]3. landed[/] {landed} of {len(ids)} trajectories in ClickHouse and Milvus "
+              f"after {time.monotonic() - t0:.1f}s")  # fmt: skip
+    result = data.sql(
+        f"SELECT outcome, count() AS trajectories, round(avg(reward), 3) AS mean_reward, sum(tool_errors) AS "
+        f"tool_errors FROM (SELECT * FROM {db}.trajectories ORDER BY version DESC LIMIT 1 BY trajectory_id) "
+        "GROUP BY outcome ORDER BY trajectories DESC"
+    )
+    table = Table(*result["columns"], title="4. ClickHouse: latest version of each trajectory")
+    for row in result["rows"]:
+        table.add_row(*(str(v) for v in row))
     out.print(table)
-    out.print(f"The broker keeps running for the next steps; stop it with [bold]trajstream broker stop[/]. "
-              f"Its log: {broker.log_file}")  # fmt: skip
+    query = "my parcel came damaged and I want my money back"
+    recall = data.recall(query, 2, {})
+    out.print(f"[bold]5. recall[/] {query!r} (successful trajectories, as few-shot messages):")
+    for hit in recall["trajectories"]:
+        out.print(f"   {hit['similarity']:.3f}  {hit['task']}  ({hit['outcome']}, reward {hit['reward']:.2f})")
+    for message in recall["messages"][:2]:
+        out.print(f"   [dim]{message['role']}:[/] {message['content']}")
+    state, good, bad = "Customer asks to refund an order that arrived broken", "issue_refund", "escalate_to_human"
+    for action in (good, bad):
+        p = data.predict(state, action, 20)
+        shown = "unknown" if p["p_success"] is None else f"{p['p_success']:.2f}"
+        out.print(f"[bold]6. predict[/] {action}: p(success) {shown}, confidence {p['confidence']:.2f}")
+    out.print("The pipeline keeps running: try [bold]trajstream sql[/], [bold]recall[/], [bold]predict[/], "
+              "[bold]recommend[/]; stop it with [bold]trajstream down[/].")  # fmt: skip
 
 
-async def _emit_and_read(settings: Settings, file: Path) -> tuple[EmitSummary, Counter[str], int]:
+def _ids(file: Path) -> list[str]:
+    ids = []
+    for line in file.read_text().splitlines():
+        if line.strip():
+            with contextlib.suppress(ValueError):
+                doc = json.loads(line)
+                if isinstance(doc, dict) and doc.get("id"):
+                    ids.append(str(doc["id"]))
+    return ids
+
+
+def _quoted(ids: list[str]) -> str:
+    return ", ".join("'" + i.replace("'", "") + "'" for i in ids) or "''"
+
+
+async def _emit(settings: Settings, file: Path) -> EmitSummary:
     async with AsyncEmitter(settings, client_id="trajstream-demo") as emitter:
-        summary = await emit_file(file, emitter)
-    codec = codec_for(settings)
-    counts: Counter[str] = Counter()
-    async for rec in read_topic(settings, settings.topic(EVENTS), codec):
-        counts[rec.event.name if rec.event else f"undecodable ({type(rec.error).__name__})"] += 1
-    dead = 0
-    async for _ in read_topic(settings, settings.topic(DEAD_LETTERS)):
-        dead += 1
-    return summary, counts, dead
+        return await emit_file(file, emitter)

@@ -113,6 +113,26 @@ class Settings(BaseSettings):
     reward_entity_weight: float = 0.4
     reward_judge_weight: float = Field(default=0.5, ge=0, le=1, description="Share of the judge when one runs.")
 
+    # --- ClickHouse and its sink ------------------------------------------------------------------
+    clickhouse_dsn: str | None = Field(
+        default=None,
+        description="chdb:///abs/path (embedded; default: TRAJSTREAM_HOME/clickhouse) or http://user:pw@host:8123.",
+    )
+    clickhouse_database: str = Field(default="trajstream", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    clickhouse_ttl_days: int = Field(default=90, ge=1, description="Rows older than this are dropped.")
+    sink_batch_rows: int = Field(default=2000, ge=1, description="Records per ClickHouse insert, at most.")
+    sink_batch_seconds: float = Field(default=0.2, gt=0, description="Longest wait to fill a batch.")
+    sink_retry_attempts: int = Field(default=5, ge=1, description="Tries of a failed insert before giving up.")
+    sink_retry_backoff_s: float = Field(default=0.5, gt=0, description="First back-off; doubles per try.")
+
+    # --- Milvus, recall and the API ---------------------------------------------------------------
+    milvus_uri: str | None = Field(
+        default=None, description="milvus-lite path (default: TRAJSTREAM_HOME/milvus.db) or http://host:19530."
+    )
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8765, ge=1, le=65535, description="The data API of `trajstream up` (sinks).")
+    recall_search_ef: int = Field(default=64, ge=8, description="HNSW ef at search time: recall against speed.")
+
     @property
     def llm_configured(self) -> bool:
         return bool(self.llm_base_url)

@@ -1,0 +1,92 @@
+"""Data access for the CLI: through the data API when `trajstream up` runs, else the stores directly.
+
+chDB and milvus-lite take one process per data directory, so while the pipeline runs its data
+worker is the only one that opens them; everyone else asks it over HTTP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import httpx
+
+from consumers.sinks_worker import api_url
+from trajstream.errors import TrajstreamError
+from trajstream.settings import Settings
+
+
+class DataAccess:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.url = api_url(settings)
+        self._recall: Any = None
+        self._clickhouse: Any = None
+
+    @property
+    def via(self) -> str:
+        return f"the data API at {self.url}" if self.url else "the stores directly"
+
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
+        assert self.url is not None
+        try:
+            response = httpx.post(self.url + path, json=body, timeout=60.0)
+        except httpx.HTTPError as exc:
+            raise TrajstreamError(f"the data API at {self.url} did not answer: {exc}") from exc
+        data = response.json()
+        if response.status_code != 200:
+            raise TrajstreamError(data.get("error", response.text))
+        return data["result"]
+
+    def _stores(self) -> Any:
+        if self._recall is None:
+            from consumers.clickhouse_store import connect, migrate
+            from consumers.embedding import Embedder
+            from consumers.milvus_store import connect as connect_milvus
+            from consumers.milvus_store import ensure_collections
+            from consumers.recall import Recall
+
+            self._clickhouse = connect(self.settings)
+            migrate(self._clickhouse, self.settings)
+            milvus = connect_milvus(self.settings)
+            ensure_collections(milvus)
+            self._recall = Recall(self.settings, milvus, self._clickhouse, Embedder())
+        return self._recall
+
+    def sql(self, query: str) -> dict[str, Any]:
+        if self.url:
+            result: dict[str, Any] = self._post("/sql", {"query": query})
+            return result
+        from consumers.clickhouse_store import connect, migrate, read_only_query
+
+        client = connect(self.settings)
+        migrate(client, self.settings)
+        return read_only_query(client, query, self.settings.clickhouse_database)
+
+    def recall(self, query: str, k: int, filters: dict[str, Any]) -> dict[str, Any]:
+        if self.url:
+            result: dict[str, Any] = self._post("/recall", {"query": query, "k": k, "filters": filters})
+            return result
+        out: dict[str, Any] = self._stores().recall(query, k, filters)
+        return out
+
+    def predict(self, state: str, action: str, k: int) -> dict[str, Any]:
+        if self.url:
+            result: dict[str, Any] = self._post("/predict", {"state": state, "action": action, "k": k})
+            return result
+        return asdict(self._stores().predict_outcome(state, action, k))
+
+    def counterfactual(self, trajectory_id: str, step: int, alternative: str) -> dict[str, Any]:
+        body = {"trajectory_id": trajectory_id, "step": step, "alternative_action": alternative}
+        if self.url:
+            result: dict[str, Any] = self._post("/counterfactual", body)
+            return result
+        out: dict[str, Any] = self._stores().counterfactual(trajectory_id, step, alternative)
+        return out
+
+    def recommend(self, context: str, k: int) -> list[dict[str, Any]]:
+        if self.url:
+            result: list[dict[str, Any]] = self._post("/recommend", {"context": context, "k": k})
+            return result
+        out: list[dict[str, Any]] = self._stores().recommend_tools(context, k)
+        return out

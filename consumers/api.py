@@ -1,0 +1,91 @@
+"""The data API of `trajstream up`: recall, simulation, tool recommendations, read-only SQL, health.
+
+It runs in the process that owns the embedded stores (chDB and milvus-lite take one process per data
+directory), so the CLI, tests and dashboards reach the data through it while the pipeline runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import Any
+
+from aiohttp import web
+
+from consumers.clickhouse_store import read_only_query
+from consumers.recall import Recall, RecallError
+from trajstream.errors import TrajstreamError
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(text=json.dumps(data, default=str), status=status, content_type="application/json")
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=json.dumps({"error": f"the body is not JSON: {exc}"}),
+                                 content_type="application/json") from exc  # fmt: skip
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text=json.dumps({"error": "the body must be a JSON object"}),
+                                 content_type="application/json")  # fmt: skip
+    return body
+
+
+def _need(body: dict[str, Any], *names: str) -> list[Any]:
+    missing = [n for n in names if body.get(n) in (None, "")]
+    if missing:
+        raise web.HTTPBadRequest(text=json.dumps({"error": f"missing field(s): {', '.join(missing)}"}),
+                                 content_type="application/json")  # fmt: skip
+    return [body[n] for n in names]
+
+
+def build_app(recall: Recall, clickhouse: Any, database: str, health: Callable[[], dict[str, Any]]) -> web.Application:
+    async def run(fn: Callable[[], Any]) -> web.Response:
+        started = time.perf_counter()
+        try:
+            result = await asyncio.to_thread(fn)
+        except (RecallError, TrajstreamError) as exc:
+            return _json({"error": str(exc)}, status=400)
+        return _json({"result": result, "took_ms": round((time.perf_counter() - started) * 1000, 2)})
+
+    async def do_health(request: web.Request) -> web.Response:
+        return _json(health())
+
+    async def do_sql(request: web.Request) -> web.Response:
+        (query,) = _need(await _body(request), "query")
+        return await run(lambda: read_only_query(clickhouse, str(query), database))
+
+    async def do_recall(request: web.Request) -> web.Response:
+        body = await _body(request)
+        (query,) = _need(body, "query")
+        return await run(lambda: recall.recall(str(query), int(body.get("k", 3)), body.get("filters")))
+
+    async def do_predict(request: web.Request) -> web.Response:
+        body = await _body(request)
+        state, action = _need(body, "state", "action")
+        return await run(lambda: asdict(recall.predict_outcome(str(state), str(action), int(body.get("k", 20)))))
+
+    async def do_counterfactual(request: web.Request) -> web.Response:
+        body = await _body(request)
+        tid, step, alternative = _need(body, "trajectory_id", "step", "alternative_action")
+        return await run(lambda: recall.counterfactual(str(tid), int(step), str(alternative)))
+
+    async def do_recommend(request: web.Request) -> web.Response:
+        body = await _body(request)
+        (context,) = _need(body, "context")
+        return await run(lambda: recall.recommend_tools(str(context), int(body.get("k", 50)), body.get("filters")))
+
+    app = web.Application()
+    app.add_routes([
+        web.get("/health", do_health), web.post("/sql", do_sql), web.post("/recall", do_recall),
+        web.post("/predict", do_predict), web.post("/counterfactual", do_counterfactual),
+        web.post("/recommend", do_recommend),
+    ])  # fmt: skip
+    return app

@@ -1,0 +1,282 @@
+"""The ClickHouse sink: scored trajectories and dead letters from Kafka into ClickHouse.
+
+Batches by size and time; Kafka offsets are committed only after every insert of the batch has
+succeeded. Every table's insert is idempotent on its own: before inserting, the sink asks which of
+the batch's keys the table already holds and leaves those out, so a re-delivered batch (however it
+is cut this time), a crash between insert and commit, or a trajectory's new version never count
+twice, and the materialised rollups only ever see new rows. That relies on one writer per key,
+which the consumer group gives (the topics are keyed by trajectory id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord, TopicPartition
+from clickhouse_connect.driver.client import Client
+
+from consumers.clickhouse_rows import COLUMNS, Rows, dead_letter_row, delta_rows, scored_rows
+from trajstream.codec import EventCodec, codec_for
+from trajstream.errors import CodecError
+from trajstream.events import dead_letter_record
+from trajstream.schemas import DEAD_LETTER, SCORED_TRAJECTORY
+from trajstream.scoring.air import AirRules
+from trajstream.settings import Settings
+from trajstream.topics import DEAD_LETTERS, SCORED
+
+log = logging.getLogger(__name__)
+
+# The key that makes a row unique in each table: what "already there" means.
+KEYS: dict[str, tuple[str, ...]] = {
+    "trajectories": ("trajectory_id", "version"),
+    "trajectory_deltas": ("trajectory_id", "version", "sign"),
+    "turns": ("trajectory_id", "turn_index"),
+    "messages": ("trajectory_id", "turn_index", "seq"),
+    "tool_calls": ("trajectory_id", "turn_index", "call_id"),
+    "rewards": ("trajectory_id", "version", "component"),
+    "credits": ("trajectory_id", "version", "method", "step_index"),
+    "decisions": ("trajectory_id", "version", "prompt_version", "extractor", "step_index"),
+    "entities": ("trajectory_id", "version", "prompt_version", "extractor", "name"),
+    "dead_letters": ("dlq_partition", "dlq_offset"),
+}
+# Insert order: the rollups' source goes last, so a failure earlier leaves nothing half-counted.
+ORDER = ("dead_letters", "turns", "messages", "tool_calls", "rewards", "credits", "decisions", "entities",
+         "trajectories", "trajectory_deltas")  # fmt: skip
+
+
+@dataclass
+class SinkStats:
+    records: int = 0
+    trajectories: int = 0
+    repeats: int = 0  # (trajectory, version) already landed: re-delivery
+    dead_letters: int = 0  # landed in the dead_letters table
+    rejected: int = 0  # records the sink could not land, sent to the dead-letter topic
+    rows: dict[str, int] = field(default_factory=dict)
+
+
+class ClickHouseSink:
+    def __init__(self, settings: Settings, client: Client, codec: EventCodec | None = None):
+        self.settings = settings
+        self.client = client
+        self.codec = codec or codec_for(settings)
+        self.db = settings.clickhouse_database
+        self.air_rules = AirRules.from_settings(settings)
+        self.scored_topic = settings.topic(SCORED)
+        self.dlq_topic = settings.topic(DEAD_LETTERS)
+        self.stats = SinkStats()
+
+    # --- one batch ---------------------------------------------------------------------------
+    def land(self, records: list[ConsumerRecord[bytes, bytes]]) -> list[tuple[ConsumerRecord[bytes, bytes], str, str]]:
+        """Insert a batch; return the records that could not be landed, with (reason, error type)."""
+        rejected: list[tuple[ConsumerRecord[bytes, bytes], str, str]] = []
+        rows = Rows()
+        scored: list[tuple[dict[str, Any], Rows]] = []
+        for r in records:
+            self.stats.records += 1
+            try:
+                if r.topic == self.dlq_topic:
+                    letter = self.codec.decode(r.value, expect=DEAD_LETTER).record
+                    rows.add("dead_letters", dead_letter_row(letter, r.partition, r.offset))
+                    continue
+                event = self.codec.decode(r.value, expect=SCORED_TRAJECTORY).record
+                these, attrs = scored_rows(event, self.codec, r.partition, r.offset, self.air_rules)
+            except (CodecError, KeyError, ValueError, TypeError) as exc:
+                rejected.append((r, f"cannot make ClickHouse rows: {type(exc).__name__}: {exc}", type(exc).__name__))
+                continue
+            scored.append((attrs, these))
+        # A version has landed when its +1 delta is there: that table is written last.
+        landed = self._existing("trajectory_deltas", [(a["trajectory_id"], a["version"], 1) for a, _ in scored])
+        landed_versions = {(tid, version) for tid, version, _ in landed}
+        seen: set[tuple[str, int]] = set()
+        fresh: list[dict[str, Any]] = []
+        for attrs, these in scored:
+            key = (attrs["trajectory_id"], attrs["version"])
+            if key in landed_versions or key in seen:
+                self.stats.repeats += 1
+                continue
+            seen.add(key)
+            fresh.append(attrs)
+            rows.extend(these)
+        for delta in self._deltas(fresh):
+            rows.add("trajectory_deltas", delta)
+        self._insert(rows)
+        self.stats.trajectories += len(fresh)
+        return rejected
+
+    def _deltas(self, fresh: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """+1 per new version, -1 for the version it replaces (stored, or earlier in this batch)."""
+        if not fresh:
+            return []
+        ids = sorted({a["trajectory_id"] for a in fresh})
+        latest: dict[str, dict[str, Any]] = {}
+        cols = ("trajectory_id", "version", "ended_at", "agent_id", "domain", "model_version", "outcome", "reward")
+        for row in self._select(
+            f"SELECT {', '.join(cols)} FROM {self.db}.trajectory_deltas WHERE trajectory_id IN {{ids:Array(String)}} "
+            "AND sign = 1 ORDER BY version DESC LIMIT 1 BY trajectory_id",
+            {"ids": ids},
+        ):
+            latest[row[0]] = dict(zip(cols, row, strict=True))
+        out: list[dict[str, Any]] = []
+        for attrs in sorted(fresh, key=lambda a: (a["trajectory_id"], a["version"])):
+            before = latest.get(attrs["trajectory_id"])
+            if before is not None and before["version"] >= attrs["version"]:
+                continue  # an older version arriving late: the newer one already counts
+            out.extend(delta_rows(attrs, [before] if before else []))
+            latest[attrs["trajectory_id"]] = attrs
+        return out
+
+    def _existing(self, table: str, keys: Iterable[tuple[Any, ...]]) -> set[tuple[Any, ...]]:
+        wanted = set(keys)
+        if not wanted:
+            return set()
+        names = KEYS[table]
+        if names[0] == "trajectory_id":
+            ids = sorted({k[0] for k in wanted})
+            where = "trajectory_id IN {ids:Array(String)}"
+            found = self._select(
+                f"SELECT DISTINCT {', '.join(names)} FROM {self.db}.{table} WHERE {where}", {"ids": ids}
+            )
+        else:
+            parts = sorted({k[0] for k in wanted})
+            found = self._select(
+                f"SELECT DISTINCT {', '.join(names)} FROM {self.db}.{table} WHERE dlq_partition IN {{p:Array(UInt32)}} "
+                "AND dlq_offset BETWEEN {lo:UInt64} AND {hi:UInt64}",
+                {"p": parts, "lo": min(k[1] for k in wanted), "hi": max(k[1] for k in wanted)},
+            )
+        return {tuple(row) for row in found} & wanted
+
+    def _insert(self, rows: Rows) -> None:
+        for table in ORDER:
+            batch = rows.tables[table]
+            if not batch:
+                continue
+            positions = [COLUMNS[table].index(k) for k in KEYS[table]]
+            present = self._existing(table, (tuple(row[i] for i in positions) for row in batch))
+            new: list[list[Any]] = []
+            seen: set[tuple[Any, ...]] = set()
+            for row in batch:
+                key = tuple(row[i] for i in positions)
+                if key not in present and key not in seen:
+                    seen.add(key)
+                    new.append(row)
+            if new:
+                self._insert_rows(table, new)
+                self.stats.rows[table] = self.stats.rows.get(table, 0) + len(new)
+                if table == "dead_letters":
+                    self.stats.dead_letters += len(new)
+
+    def _insert_rows(self, table: str, rows: list[list[Any]]) -> None:
+        self._retry(lambda: self.client.insert(f"{self.db}.{table}", rows, column_names=COLUMNS[table]))
+
+    def _select(self, sql: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
+        result: list[tuple[Any, ...]] = []
+
+        def run() -> None:
+            result.extend(tuple(r) for r in self.client.query(sql, parameters=parameters).result_rows)
+
+        self._retry(run)
+        return result
+
+    def _retry(self, action: Callable[[], Any]) -> None:
+        delay = self.settings.sink_retry_backoff_s
+        for attempt in range(1, self.settings.sink_retry_attempts + 1):
+            try:
+                action()
+                return
+            except Exception as exc:  # clickhouse-connect's errors share no useful base with chDB's
+                if attempt == self.settings.sink_retry_attempts:
+                    raise
+                log.warning("ClickHouse call failed (try %d of %d), again in %.1fs: %s",
+                            attempt, self.settings.sink_retry_attempts, delay, exc)  # fmt: skip
+                time.sleep(delay)
+                delay *= 2
+
+    # --- the loop ----------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        s = self.settings
+        consumer = AIOKafkaConsumer(
+            self.scored_topic, self.dlq_topic, **s.kafka_client_options(), group_id=s.topic("sink-clickhouse"),
+            enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=s.sink_batch_rows,
+        )  # fmt: skip
+        producer = AIOKafkaProducer(**s.kafka_client_options(), enable_idempotence=True, acks="all",
+                                    max_request_size=s.dead_letter_max_bytes)  # fmt: skip
+        await consumer.start()
+        await producer.start()
+        if ready is not None:
+            ready.set()
+        try:
+            while not stop.is_set():
+                records = await self._fill(consumer, stop)
+                if not records:
+                    continue
+                rejected = await asyncio.to_thread(self.land, records)
+                for record, reason, error_type in rejected:
+                    await self._dead_letter(producer, record, reason, error_type)
+                await producer.flush()
+                await consumer.commit(self.next_offsets(records))  # only after every insert succeeded
+        finally:
+            await consumer.stop()
+            await producer.stop()
+
+    async def _fill(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> list[ConsumerRecord[bytes, bytes]]:
+        s = self.settings
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        deadline = time.monotonic() + s.sink_batch_seconds
+        while len(records) < s.sink_batch_rows and not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            batch = await consumer.getmany(timeout_ms=int(left * 1000), max_records=s.sink_batch_rows - len(records))
+            records.extend(m for msgs in batch.values() for m in msgs)
+        return records
+
+    @staticmethod
+    def next_offsets(records: list[ConsumerRecord[bytes, bytes]]) -> dict[TopicPartition, int]:
+        offsets: dict[TopicPartition, int] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+        return offsets
+
+    async def _dead_letter(self, producer: AIOKafkaProducer, record: ConsumerRecord[bytes, bytes], reason: str,
+                           error_type: str) -> None:  # fmt: skip
+        if record.topic == self.dlq_topic:
+            # A dead letter that cannot be read is not sent back to where it came from (that would loop).
+            log.error("unreadable dead letter at %s:%d:%d left out of ClickHouse: %s",
+                      record.topic, record.partition, record.offset, reason)  # fmt: skip
+            self.stats.rejected += 1
+            return
+        letter = dead_letter_record(
+            stage="sink-clickhouse", reason=reason, error_type=error_type, source=record.topic,
+            source_partition=record.partition, source_offset=record.offset, trajectory_id=None,
+            key=record.key, payload=record.value,
+        )  # fmt: skip
+        await producer.send_and_wait(self.dlq_topic, self.codec.encode(DEAD_LETTER, letter), key=record.key or b"")
+        self.stats.rejected += 1
+
+
+def run_clickhouse_sink(settings: Settings) -> None:
+    """Run in the foreground until SIGTERM or SIGINT; migrations are applied first."""
+    import signal
+
+    from consumers.clickhouse_store import connect, migrate
+
+    client = connect(settings)
+    applied = migrate(client, settings)
+    if applied:
+        log.warning("applied ClickHouse migrations: %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await ClickHouseSink(settings, client).run(stop)
+
+    asyncio.run(main())

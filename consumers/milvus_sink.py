@@ -1,0 +1,117 @@
+"""The Milvus sink: embeds each scored trajectory and its decision points, and upserts them by id.
+
+Upserts make it idempotent: a re-delivered record writes the same rows again, a new version of a
+trajectory replaces the old one's (ids are the trajectory id, and trajectory id plus step). Embedding
+is batched; offsets are committed after the upserts return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord
+
+from consumers.clickhouse_sink import ClickHouseSink
+from consumers.embedding import Embedder
+from consumers.milvus_store import DECISIONS, TRAJECTORIES, ensure_collections
+from consumers.summaries import decision_points, decision_text, trajectory_text
+from trajstream.codec import EventCodec, codec_for
+from trajstream.errors import CodecError
+from trajstream.schemas import SCORED_TRAJECTORY
+from trajstream.settings import Settings
+from trajstream.topics import SCORED
+from trajstream.trajectory import TrajectoryView
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MilvusStats:
+    records: int = 0
+    trajectories: int = 0
+    decision_points: int = 0
+    skipped: int = 0  # unreadable records (the ClickHouse sink dead-letters them)
+    last_upsert_ms: int = 0
+
+
+def _ms(value: Any) -> int:
+    return int(value.timestamp() * 1000)
+
+
+class MilvusSink:
+    def __init__(self, settings: Settings, client: Any, embedder: Embedder, codec: EventCodec | None = None):
+        self.settings = settings
+        self.client = client
+        self.embedder = embedder
+        self.codec = codec or codec_for(settings)
+        self.stats = MilvusStats()
+        ensure_collections(client)
+
+    def rows(self, records: list[ConsumerRecord[bytes, bytes]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        latest: dict[str, tuple[dict[str, Any], TrajectoryView]] = {}
+        for r in records:
+            self.stats.records += 1
+            try:
+                scored = self.codec.decode(r.value, expect=SCORED_TRAJECTORY).record
+                view = TrajectoryView.from_bytes(scored["trajectory"], self.codec)
+            except CodecError:
+                self.stats.skipped += 1
+                continue
+            kept = latest.get(view.trajectory_id)
+            if kept is None or kept[1].version <= view.version:
+                latest[view.trajectory_id] = (scored, view)
+        trajectories, decisions = [], []
+        for scored, view in latest.values():
+            common = {
+                "trajectory_id": view.trajectory_id, "version": view.version, "outcome": scored["outcome"],
+                "reward": float(scored["reward"]), "domain": view["domain"] or "", "agent_id": view["agent_id"] or "",
+                "model_version": scored["model_versions"][-1] if scored["model_versions"] else "",
+                "ended_ms": _ms(view["ended_at"]),
+            }  # fmt: skip
+            trajectories.append({"id": view.trajectory_id, "text": trajectory_text(view),
+                                 "task": view.task_description[:2000], **common})  # fmt: skip
+            for point in decision_points(view):
+                decisions.append({
+                    "id": f"{view.trajectory_id}:{point.step_index}", "text": decision_text(point.state, point.action),
+                    "step_index": point.step_index, "tool": point.tool[:128], "action": point.action[:1000],
+                    "next_tools": point.next_tools[:2000], "state": point.state[:2000], **common,
+                })  # fmt: skip
+        return trajectories, decisions
+
+    def land(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        trajectories, decisions = self.rows(records)
+        for collection, rows in ((TRAJECTORIES, trajectories), (DECISIONS, decisions)):
+            if not rows:
+                continue
+            vectors = self.embedder.encode([row.pop("text") for row in rows])
+            for row, vector in zip(rows, vectors, strict=True):
+                row["vector"] = vector
+            self.client.upsert(collection, rows)
+        self.stats.trajectories += len(trajectories)
+        self.stats.decision_points += len(decisions)
+        self.stats.last_upsert_ms = int(time.time() * 1000)
+
+    async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        s = self.settings
+        consumer = AIOKafkaConsumer(
+            s.topic(SCORED), **s.kafka_client_options(), group_id=s.topic("sink-milvus"),
+            enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=s.sink_batch_rows,
+        )  # fmt: skip
+        await consumer.start()
+        if ready is not None:
+            ready.set()
+        try:
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=int(s.sink_batch_seconds * 1000))
+                records = [m for msgs in batch.values() for m in msgs]
+                if not records:
+                    continue
+                await asyncio.to_thread(self.land, records)
+                await consumer.commit(ClickHouseSink.next_offsets(records))
+        finally:
+            await consumer.stop()

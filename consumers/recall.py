@@ -1,0 +1,169 @@
+"""Inference-time uses of past trajectories: recall as few-shot context, outcome prediction,
+counterfactuals and tool recommendations. Vectors come from Milvus, details from ClickHouse."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from consumers.embedding import Embedder
+from consumers.milvus_store import DECISIONS, TRAJECTORIES, quote
+from consumers.summaries import decision_text, state_text
+from trajstream.errors import TrajstreamError
+from trajstream.settings import Settings
+
+_FILTERS = {"outcome": str, "domain": str, "agent_id": str, "model_version": str}
+
+
+class RecallError(TrajstreamError):
+    """A bad recall request (unknown filter, empty query)."""
+
+
+def filter_expression(filters: Mapping[str, Any] | None, default_outcome: str | None = "success") -> str:
+    """A Milvus filter from {outcome, domain, agent_id, model_version, min_reward, since_ms}."""
+    filters = dict(filters or {})
+    if default_outcome and "outcome" not in filters:
+        filters["outcome"] = default_outcome
+    parts = []
+    for key, value in filters.items():
+        if value is None or value == "any":
+            continue
+        if key in _FILTERS:
+            parts.append(f"{key} == {quote(str(value))}")
+        elif key == "min_reward":
+            parts.append(f"reward >= {float(value)}")
+        elif key == "since_ms":
+            parts.append(f"ended_ms >= {int(value)}")
+        else:
+            known = ", ".join([*_FILTERS, "min_reward", "since_ms"])
+            raise RecallError(f"unknown filter {key!r}; known: {known}")
+    return " and ".join(parts)
+
+
+@dataclass
+class Prediction:
+    p_success: float | None  # similarity-weighted success rate; None when nothing similar is known
+    confidence: float  # 0..1: how much similar evidence there is, and how much it agrees
+    support: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Recall:
+    def __init__(self, settings: Settings, milvus: Any, clickhouse: Any, embedder: Embedder):
+        self.settings = settings
+        self.milvus = milvus
+        self.clickhouse = clickhouse
+        self.embedder = embedder
+        self.db = settings.clickhouse_database
+
+    def _search(
+        self, collection: str, vector: list[float], k: int, expr: str, fields: list[str]
+    ) -> list[dict[str, Any]]:
+        hits = self.milvus.search(collection, data=[vector], limit=k, filter=expr, output_fields=fields,
+                                  search_params={"params": {"ef": max(self.settings.recall_search_ef, k)}})  # fmt: skip
+        return [{"id": h["id"], "similarity": float(h["distance"]), **h["entity"]} for h in hits[0]]
+
+    # --- recall -----------------------------------------------------------------------------
+    def recall(self, query: str, k: int = 3, filters: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Similar past trajectories (successful ones unless filters say otherwise), as few-shot messages."""
+        if not query.strip():
+            raise RecallError("the query is empty")
+        fields = ["trajectory_id", "version", "task", "outcome", "reward", "domain", "agent_id"]
+        hits = self._search(TRAJECTORIES, self.embedder.encode_one(f"task: {query}"), k, filter_expression(filters),
+                            fields)  # fmt: skip
+        steps = self._steps([h["trajectory_id"] for h in hits])
+        messages: list[dict[str, str]] = []
+        for h in hits:
+            lines = steps.get(h["trajectory_id"], [])
+            messages.append({"role": "user", "content": f"Example task: {h['task']}"})
+            body = "\n".join(f"{i + 1}. {line}" for i, line in enumerate(lines)) or "(no steps recorded)"
+            messages.append({"role": "assistant", "content": f"Steps taken ({h['outcome']}, reward "
+                                                             f"{h['reward']:.2f}):\n{body}"})  # fmt: skip
+        return {"trajectories": hits, "messages": messages}
+
+    def _steps(self, ids: list[str]) -> dict[str, list[str]]:
+        """Per trajectory, what its assistant did, in order, from ClickHouse (tool calls and replies)."""
+        if not ids:
+            return {}
+        rows = self.clickhouse.query(
+            f"SELECT trajectory_id, turn_index, seq, kind, tool_name, text, call_id FROM {self.db}.messages "
+            "WHERE trajectory_id IN {ids:Array(String)} AND (role = 'assistant' OR kind = 'tool_response') "
+            "ORDER BY trajectory_id, turn_index, seq",
+            parameters={"ids": ids},
+        ).result_rows
+        calls = self.clickhouse.query(
+            f"SELECT trajectory_id, call_id, status FROM {self.db}.tool_calls "
+            "WHERE trajectory_id IN {ids:Array(String)}",
+            parameters={"ids": ids},
+        ).result_rows
+        status = {(r[0], r[1]): r[2] for r in calls}
+        out: dict[str, list[str]] = defaultdict(list)
+        for tid, _, _, kind, tool, text, call_id in rows:
+            if kind == "tool_call":
+                out[tid].append(f"{tool}({text[:200]}) → {status.get((tid, call_id), 'no result')}")
+            elif kind == "text":
+                out[tid].append(f"reply: {text[:300]}")
+        return out
+
+    # --- simulation ---------------------------------------------------------------------------
+    def predict_outcome(self, state: str, action: str, k: int = 20,
+                        filters: Mapping[str, Any] | None = None) -> Prediction:  # fmt: skip
+        """Success estimated from the decision points most similar to (state, action)."""
+        vector = self.embedder.encode_one(decision_text(state_text(state, []), action))
+        fields = ["trajectory_id", "step_index", "tool", "action", "outcome", "reward"]
+        hits = self._search(DECISIONS, vector, k, filter_expression(filters, default_outcome=None), fields)
+        weighted = [(max(h["similarity"], 0.0) ** 4, h) for h in hits]  # sharpen: near cases decide
+        total = sum(w for w, _ in weighted)
+        if total <= 0:
+            return Prediction(None, 0.0, hits)
+        p = sum(w * (h["outcome"] == "success") for w, h in weighted) / total
+        evidence = min(1.0, total / 4.0)  # about four near-identical cases make full evidence
+        agreement = abs(2 * p - 1)
+        return Prediction(p, round(evidence * (0.5 + 0.5 * agreement), 3), hits[:5])
+
+    def counterfactual(self, trajectory_id: str, step: int, alternative_action: str) -> dict[str, Any]:
+        """The predicted outcome of another action at a recorded step, next to what happened."""
+        found = self.milvus.query(DECISIONS, ids=[f"{trajectory_id}:{step}"],
+                                  output_fields=["state", "action", "outcome", "reward"])  # fmt: skip
+        if not found:
+            raise RecallError(f"no decision point {step} of trajectory {trajectory_id} in Milvus")
+        point = found[0]
+        actual = self.predict_outcome(point["state"], point["action"])
+        alternative = self.predict_outcome(point["state"], alternative_action)
+        delta = None
+        if actual.p_success is not None and alternative.p_success is not None:
+            delta = alternative.p_success - actual.p_success
+        return {
+            "trajectory_id": trajectory_id, "step": step, "actual_action": point["action"],
+            "actual_outcome": point["outcome"], "actual_prediction": asdict(actual),
+            "alternative_action": alternative_action, "alternative_prediction": asdict(alternative),
+            "delta_p_success": delta,
+        }  # fmt: skip
+
+    def recommend_tools(
+        self, context: str, k: int = 50, filters: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Tools ranked by their similarity-weighted success in similar situations, with what usually follows."""
+        vector = self.embedder.encode_one(state_text(context, []))
+        fields = ["tool", "outcome", "next_tools", "trajectory_id"]
+        hits = self._search(DECISIONS, vector, k, filter_expression(filters, default_outcome=None), fields)
+        by_tool: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for h in hits:
+            by_tool[h["tool"]].append(h)
+        ranked = []
+        for tool, group in by_tool.items():
+            weight = sum(max(h["similarity"], 0.0) for h in group)
+            wins = sum(max(h["similarity"], 0.0) * (h["outcome"] == "success") for h in group)
+            follow = Counter(h["next_tools"] for h in group if h["outcome"] == "success" and h["next_tools"])
+            relevance = weight / len(group)
+            # A smoothed rate (one success and one failure assumed), so one lucky use does not top the list,
+            # times how close the situations were.
+            score = (wins + 1) / (weight + 2) * relevance
+            ranked.append({
+                "tool": tool, "score": round(score, 4), "success_rate": round(wins / weight, 4) if weight else 0.0,
+                "uses": len(group), "relevance": round(relevance, 4),
+                "typical_next": follow.most_common(1)[0][0] if follow else "",
+            })  # fmt: skip
+        ranked.sort(key=lambda r: r["score"], reverse=True)
+        return ranked

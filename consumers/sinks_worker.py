@@ -1,0 +1,102 @@
+"""The data worker: both sinks and the data API in one process, the one that owns the embedded stores."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from consumers.api import build_app
+from consumers.clickhouse_sink import ClickHouseSink
+from consumers.clickhouse_store import connect as connect_clickhouse
+from consumers.clickhouse_store import dsn, migrate
+from consumers.embedding import Embedder
+from consumers.locked_client import LockedClient
+from consumers.milvus_sink import MilvusSink
+from consumers.milvus_store import connect as connect_milvus
+from consumers.milvus_store import uri
+from consumers.recall import Recall
+from trajstream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def api_file(settings: Settings) -> Path:
+    """Where the running data worker says how to reach it."""
+    return settings.home / "api.json"
+
+
+def api_url(settings: Settings) -> str | None:
+    """The data API of a running `trajstream up`, or None."""
+    path = api_file(settings)
+    try:
+        info = json.loads(path.read_text())
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError):
+        return None
+    return str(info["url"])
+
+
+async def serve(settings: Settings, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+    clickhouse = LockedClient(connect_clickhouse(settings))
+    applied = migrate(clickhouse, settings)  # type: ignore[arg-type]
+    if applied:
+        log.warning("applied ClickHouse migrations: %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
+    milvus = connect_milvus(settings)
+    embedder = Embedder()
+    await asyncio.to_thread(embedder.encode_one, "warm up")  # load the model before reporting ready
+    ch_sink = ClickHouseSink(settings, clickhouse, None)  # type: ignore[arg-type]
+    mv_sink = MilvusSink(settings, milvus, embedder)
+    recall = Recall(settings, milvus, clickhouse, embedder)
+    started = time.time()
+
+    def health() -> dict[str, Any]:
+        return {
+            "status": "ok", "pid": os.getpid(), "uptime_s": round(time.time() - started, 1),
+            "clickhouse": dsn(settings), "milvus": uri(settings),
+            "sinks": {"clickhouse": asdict(ch_sink.stats), "milvus": asdict(mv_sink.stats)},
+        }  # fmt: skip
+
+    runner = web.AppRunner(build_app(recall, clickhouse, settings.clickhouse_database, health), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.api_host, settings.api_port)
+    await site.start()
+    url = f"http://{settings.api_host}:{settings.api_port}"
+    api_file(settings).parent.mkdir(parents=True, exist_ok=True)
+    api_file(settings).write_text(json.dumps({"url": url, "pid": os.getpid()}))
+    tasks = [asyncio.create_task(ch_sink.run(stop)), asyncio.create_task(mv_sink.run(stop))]
+    if ready is not None:
+        ready.set()
+    log.warning("data worker ready: API %s, ClickHouse %s, Milvus %s", url, dsn(settings), uri(settings))
+    try:
+        done, _ = await asyncio.wait([*tasks, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task in tasks and task.exception():
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await runner.cleanup()
+        api_file(settings).unlink(missing_ok=True)
+        milvus.close()
+
+
+def run_sinks(settings: Settings) -> None:
+    """Run in the foreground until SIGTERM or SIGINT."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, stop)
+
+    asyncio.run(main())

@@ -1,0 +1,78 @@
+"""Compact texts for embedding: a trajectory (task and steps) and its decision points (state, action)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from trajstream.events import content_kind
+from trajstream.trajectory import Step, TrajectoryView
+
+MAX_CHARS = 1000  # the model reads 256 word pieces; the rest would be cut anyway
+
+
+def _short(text: str, limit: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _args(arguments: str) -> str:
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        return _short(arguments, 60)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_short(json.dumps(v), 30)}" for k, v in value.items())
+    return _short(json.dumps(value), 60)
+
+
+def action_of(step: Step) -> tuple[str, str]:
+    """(tool name or "reply", a short text of what the assistant did in this step)."""
+    for call in step.tool_calls:
+        return call["name"], f"{call['name']}({_args(call['arguments'])})"
+    for message in step.messages:
+        if message["role"] == "assistant" and content_kind(message["content"]) == "text":
+            return "reply", "reply: " + _short(message["content"]["text"])
+    return "reply", "reply"
+
+
+def step_line(step: Step) -> str:
+    results = [f"{r['name']}→{r['status']}" for r in step.tool_responses]
+    _, action = action_of(step)
+    return (f"[{'; '.join(results)}] " if results else "") + action
+
+
+def trajectory_text(view: TrajectoryView) -> str:
+    lines = [f"task: {view.task_description}"] + [step_line(s) for s in view.llm_steps]
+    return "\n".join(lines)[:MAX_CHARS]
+
+
+def state_text(task: str, previous: list[str]) -> str:
+    return "\n".join([f"task: {task}", *previous[-4:]])[:MAX_CHARS]
+
+
+def decision_text(state: str, action: str) -> str:
+    return f"{state}\nnext action: {action}"[:MAX_CHARS]
+
+
+@dataclass(frozen=True)
+class DecisionPoint:
+    step_index: int
+    turn_index: int
+    tool: str
+    action: str
+    state: str
+    next_tools: str  # the tools the trajectory called after this step, in order
+
+
+def decision_points(view: TrajectoryView) -> list[DecisionPoint]:
+    steps = view.llm_steps
+    tools = [action_of(s)[0] for s in steps]
+    points: list[DecisionPoint] = []
+    previous: list[str] = []
+    for i, step in enumerate(steps):
+        tool, action = action_of(step)
+        points.append(DecisionPoint(i, step.turn_index, tool, action, state_text(view.task_description, previous),
+                                    " > ".join(tools[i + 1 :])))  # fmt: skip
+        previous.append(step_line(step))
+    return points
