@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 .PHONY: install venv jars demo test lint typecheck compose-check bench lock clean help
 
 help:
-	@echo "make demo     install what is missing, start the local broker, emit the example trajectories"
+	@echo "make demo     install what is missing, run the whole pipeline on the example trajectories"
 	@echo "make test     install what is missing, lint, type-check and run the tests"
 	@echo "make bench    run the benchmarks under benchmarks/"
 	@echo "make lock     re-resolve requirements.lock from pyproject.toml"
@@ -59,5 +59,5 @@ bench: install
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	-$(BIN)/trajstream broker stop
+	-$(BIN)/trajstream down
 	rm -rf .trajstream .pytest_cache .mypy_cache .ruff_cache

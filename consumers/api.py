@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from consumers.clickhouse_store import read_only_query
+from consumers.milvus_store import TRAJECTORIES
 from consumers.recall import Recall, RecallError
 from trajstream.errors import TrajstreamError
 
@@ -82,10 +83,24 @@ def build_app(recall: Recall, clickhouse: Any, database: str, health: Callable[[
         (context,) = _need(body, "context")
         return await run(lambda: recall.recommend_tools(str(context), int(body.get("k", 50)), body.get("filters")))
 
+    async def do_exists(request: web.Request) -> web.Response:
+        """Which of these trajectory ids are queryable in ClickHouse and searchable in Milvus now."""
+        (ids,) = _need(await _body(request), "ids")
+        wanted = [str(i) for i in ids]
+
+        def check() -> dict[str, list[str]]:
+            where = "trajectory_id IN {ids:Array(String)}"
+            sql = f"SELECT DISTINCT trajectory_id FROM {database}.trajectories WHERE {where}"
+            rows = clickhouse.query(sql, parameters={"ids": wanted})
+            vectors = recall.milvus.query(TRAJECTORIES, ids=wanted, output_fields=["id"])
+            return {"clickhouse": [r[0] for r in rows.result_rows], "milvus": [v["id"] for v in vectors]}
+
+        return await run(check)
+
     app = web.Application()
     app.add_routes([
         web.get("/health", do_health), web.post("/sql", do_sql), web.post("/recall", do_recall),
         web.post("/predict", do_predict), web.post("/counterfactual", do_counterfactual),
-        web.post("/recommend", do_recommend),
+        web.post("/recommend", do_recommend), web.post("/exists", do_exists),
     ])  # fmt: skip
     return app

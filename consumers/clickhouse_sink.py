@@ -60,6 +60,20 @@ class SinkStats:
     rows: dict[str, int] = field(default_factory=dict)
 
 
+async def fill_batch(consumer: AIOKafkaConsumer, stop: asyncio.Event, max_rows: int,
+                     max_seconds: float) -> list[ConsumerRecord[bytes, bytes]]:  # fmt: skip
+    """Records until ``max_rows`` or ``max_seconds`` after the call, whichever comes first."""
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    deadline = time.monotonic() + max_seconds
+    while len(records) < max_rows and not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        batch = await consumer.getmany(timeout_ms=int(left * 1000), max_records=max_rows - len(records))
+        records.extend(m for msgs in batch.values() for m in msgs)
+    return records
+
+
 class ClickHouseSink:
     def __init__(self, settings: Settings, client: Client, codec: EventCodec | None = None):
         self.settings = settings
@@ -212,7 +226,7 @@ class ClickHouseSink:
             ready.set()
         try:
             while not stop.is_set():
-                records = await self._fill(consumer, stop)
+                records = await fill_batch(consumer, stop, s.sink_batch_rows, s.sink_batch_seconds)
                 if not records:
                     continue
                 rejected = await asyncio.to_thread(self.land, records)
@@ -223,18 +237,6 @@ class ClickHouseSink:
         finally:
             await consumer.stop()
             await producer.stop()
-
-    async def _fill(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> list[ConsumerRecord[bytes, bytes]]:
-        s = self.settings
-        records: list[ConsumerRecord[bytes, bytes]] = []
-        deadline = time.monotonic() + s.sink_batch_seconds
-        while len(records) < s.sink_batch_rows and not stop.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            batch = await consumer.getmany(timeout_ms=int(left * 1000), max_records=s.sink_batch_rows - len(records))
-            records.extend(m for msgs in batch.values() for m in msgs)
-        return records
 
     @staticmethod
     def next_offsets(records: list[ConsumerRecord[bytes, bytes]]) -> dict[TopicPartition, int]:

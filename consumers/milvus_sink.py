@@ -16,7 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 
-from consumers.clickhouse_sink import ClickHouseSink
+from consumers.clickhouse_sink import ClickHouseSink, fill_batch
 from consumers.embedding import Embedder
 from consumers.milvus_store import DECISIONS, TRAJECTORIES, ensure_collections
 from consumers.summaries import decision_points, decision_text, trajectory_text
@@ -107,8 +107,8 @@ class MilvusSink:
             ready.set()
         try:
             while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=int(s.sink_batch_seconds * 1000))
-                records = [m for msgs in batch.values() for m in msgs]
+                # Longer batches than ClickHouse's: embedding is the cost, and it runs best in full batches of 64.
+                records = await fill_batch(consumer, stop, s.sink_batch_rows, s.milvus_batch_seconds)
                 if not records:
                     continue
                 await asyncio.to_thread(self.land, records)

@@ -61,7 +61,7 @@ class Recall:
         self, collection: str, vector: list[float], k: int, expr: str, fields: list[str]
     ) -> list[dict[str, Any]]:
         hits = self.milvus.search(collection, data=[vector], limit=k, filter=expr, output_fields=fields,
-                                  search_params={"params": {"ef": max(self.settings.recall_search_ef, k)}})  # fmt: skip
+                                  search_params={"params": {"nprobe": self.settings.recall_nprobe}})  # fmt: skip
         return [{"id": h["id"], "similarity": float(h["distance"]), **h["entity"]} for h in hits[0]]
 
     # --- recall -----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from trajstream.events import content_kind
 from trajstream.trajectory import Step, TrajectoryView
 
-MAX_CHARS = 1000  # the model reads 256 word pieces; the rest would be cut anyway
+MAX_CHARS = 600  # the embedder reads 128 word pieces (consumers.embedding); the rest would be cut anyway
 
 
 def _short(text: str, limit: int = 80) -> str:
@@ -48,7 +48,7 @@ def trajectory_text(view: TrajectoryView) -> str:
 
 
 def state_text(task: str, previous: list[str]) -> str:
-    return "\n".join([f"task: {task}", *previous[-4:]])[:MAX_CHARS]
+    return "\n".join([f"task: {task}", *previous[-2:]])[:MAX_CHARS]  # the last steps say most
 
 
 def decision_text(state: str, action: str) -> str:

@@ -122,6 +122,7 @@ class Settings(BaseSettings):
     clickhouse_ttl_days: int = Field(default=90, ge=1, description="Rows older than this are dropped.")
     sink_batch_rows: int = Field(default=2000, ge=1, description="Records per ClickHouse insert, at most.")
     sink_batch_seconds: float = Field(default=0.2, gt=0, description="Longest wait to fill a batch.")
+    milvus_batch_seconds: float = Field(default=1.0, gt=0, description="Longest wait to fill a Milvus sink batch.")
     sink_retry_attempts: int = Field(default=5, ge=1, description="Tries of a failed insert before giving up.")
     sink_retry_backoff_s: float = Field(default=0.5, gt=0, description="First back-off; doubles per try.")
 
@@ -131,7 +132,7 @@ class Settings(BaseSettings):
     )
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8765, ge=1, le=65535, description="The data API of `trajstream up` (sinks).")
-    recall_search_ef: int = Field(default=64, ge=8, description="HNSW ef at search time: recall against speed.")
+    recall_nprobe: int = Field(default=32, ge=1, description="IVF lists searched per query: recall against speed.")
 
     @property
     def llm_configured(self) -> bool:

@@ -1,0 +1,275 @@
+"""Pipeline benchmark: end-to-end latency, ClickHouse sink throughput, recall latency.
+
+    python benchmarks/pipeline.py [--rate 50] [--seconds 12] [--sink-trajectories 2000] [--recall-sizes 10000,100000]
+
+1. Latency: `trajstream up` on a fresh home and topic prefix; trajectories (3 turns, tool calls) are
+   emitted with the SDK at --rate per second; for each, the time from its end event to its row being
+   queryable in ClickHouse and its vector being searchable in Milvus (polled through the data API
+   every 200 ms). Target: p99 under 2 s.
+2. Sink throughput: the same scored records through the ClickHouse sink (from Kafka, with its
+   idempotence checks) and, as the baseline, their rows inserted directly in batches. Target: 0.5.
+3. Recall latency at each size: recall() (query embedding, Milvus search, ClickHouse hydration) next
+   to a raw Milvus search of precomputed query vectors, same collection. Target: p50 under 50 ms at 100k.
+Uses the local broker (started if needed) or TRAJSTREAM_KAFKA_BOOTSTRAP; chDB and milvus-lite in
+temporary directories.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from consumers.clickhouse_rows import COLUMNS, Rows, scored_rows
+from consumers.clickhouse_sink import ClickHouseSink
+from consumers.clickhouse_store import connect, migrate
+from consumers.embedding import Embedder
+from consumers.milvus_store import TRAJECTORIES, ensure_collections
+from consumers.recall import Recall
+from tests.pipeline_support import Pipeline, tool_trajectory
+from trajstream.broker import LocalBroker
+from trajstream.codec import codec_for
+from trajstream.events import Message, ToolCall, ToolResponse
+from trajstream.scoring.air import AirRules
+from trajstream.sdk import AsyncEmitter
+from trajstream.settings import Settings
+from trajstream.topics import create_topics
+
+BIN = Path(sys.executable).parent / "trajstream"
+TASKS = ["Refund order {n} that arrived damaged", "Reset the password of user {n}", "Book a flight for trip {n}",
+         "Summarise support ticket {n}", "Cancel subscription {n}", "Translate document {n} into German"]  # fmt: skip
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, round(q / 100 * (len(values) - 1)))]
+
+
+# --- 1. end-to-end latency ------------------------------------------------------------------------
+def latency(base: Settings, rate: float, seconds: float) -> tuple[list[float], list[float]]:
+    home = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    port = 18765 + os.getpid() % 1000
+    settings = base.model_copy(update={"home": home, "topic_prefix": f"bp{uuid.uuid4().hex[:8]}.", "api_port": port,
+                                       "kafka_bootstrap": base.bootstrap})  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAJSTREAM_")}
+    env.update({"TRAJSTREAM_HOME": str(home), "TRAJSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+                "TRAJSTREAM_KAFKA_BOOTSTRAP": settings.bootstrap, "TRAJSTREAM_API_PORT": str(port)})  # fmt: skip
+    print(f"# starting the pipeline in {home}", file=sys.stderr)
+    subprocess.run([str(BIN), "up"], env=env, check=True, capture_output=True)
+    url = f"http://127.0.0.1:{port}"
+    ended: dict[str, float] = {}
+    seen_ch: dict[str, float] = {}
+    seen_mv: dict[str, float] = {}
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.is_set() or len(seen_ch) < len(ended) or len(seen_mv) < len(ended):
+            pending = [t for t in list(ended) if t not in seen_ch or t not in seen_mv]
+            if pending:
+                now = time.time()
+                found = httpx.post(f"{url}/exists", json={"ids": pending[:200]}, timeout=30).json()["result"]
+                for t in found["clickhouse"]:
+                    seen_ch.setdefault(t, now)
+                for t in found["milvus"]:
+                    seen_mv.setdefault(t, now)
+            if done.is_set() and time.time() > deadline:
+                break
+            time.sleep(0.2)  # polling costs the data worker too; the clock error is at most this
+
+    async def emit() -> None:
+        async with AsyncEmitter(settings) as emitter:
+            count = int(rate * seconds)
+            t0 = time.monotonic()
+            for n in range(count):
+                await asyncio.sleep(max(0.0, t0 + n / rate - time.monotonic()))
+                task = TASKS[n % len(TASKS)].format(n=n)
+                async with emitter.trajectory(task, agent_id="bench", domain="support") as t:
+                    for i in range(3):
+                        await t.turn([Message.text("user", f"{task} step {i}"),
+                                      Message("assistant", ToolCall("lookup", f"c{i}", {"n": n, "i": i}))])  # fmt: skip
+                    await t.turn([Message("tool", ToolResponse("lookup", "c2", {"ok": True}, "success")),
+                                  Message.text("assistant", "Done.")])  # fmt: skip
+                await emitter.flush()  # the end event is on Kafka: the clock starts
+                ended[t.trajectory_id] = time.time()
+
+    deadline = float("inf")
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    try:
+        asyncio.run(emit())
+        deadline = time.time() + 60
+        done.set()
+        poller.join(timeout=90)
+    finally:
+        subprocess.run([str(BIN), "down", "--keep-broker", "--timeout", "10"], env=env, capture_output=True)
+    missing = len(ended) - min(len(seen_ch), len(seen_mv))
+    if missing:
+        print(f"# {missing} trajectories not landed within 60 s after the last one was sent", file=sys.stderr)
+    ch = [(seen_ch[t] - ended[t]) * 1000 for t in ended if t in seen_ch]
+    mv = [(seen_mv[t] - ended[t]) * 1000 for t in ended if t in seen_mv]
+    return ch, mv
+
+
+# --- 2. sink throughput ----------------------------------------------------------------------------
+def sink_throughput(base: Settings, trajectories: int, client: Any) -> tuple[float, float]:
+    settings = base.model_copy(update={"topic_prefix": f"bs{uuid.uuid4().hex[:8]}.",
+                                       "clickhouse_database": f"bench_sink_{uuid.uuid4().hex[:6]}"})  # fmt: skip
+    codec = codec_for(settings)
+    pipeline = Pipeline(settings, codec)
+    scored: list[bytes] = []
+    for n in range(trajectories):
+        ok = n % 4 != 3
+        _, events = tool_trajectory(codec, TASKS[n % len(TASKS)].format(n=n), "lookup", "success" if ok else "error",
+                                    "success" if ok else "failure", turns=3)  # fmt: skip
+        scored += pipeline.run(events)
+    asyncio.run(create_topics(settings))
+
+    async def publish() -> None:
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(**settings.kafka_client_options(), linger_ms=5)
+        await producer.start()
+        for value in scored:
+            await producer.send(settings.topic("trajectories.scored"), value, key=value[10:46])
+        await producer.stop()
+
+    asyncio.run(publish())
+    migrate(client, settings)
+    sink = ClickHouseSink(settings, client, codec)
+
+    async def run_sink() -> float:
+        stop = asyncio.Event()
+        task = asyncio.create_task(sink.run(stop))
+        t0 = time.perf_counter()
+        while sink.stats.records < len(scored):
+            await asyncio.sleep(0.01)
+        elapsed = time.perf_counter() - t0
+        stop.set()
+        await task
+        return elapsed
+
+    sink_s = asyncio.run(run_sink())
+    # Baseline: the same rows, built and inserted in batches of the sink's size, no checks.
+    direct = settings.model_copy(update={"clickhouse_database": f"bench_direct_{uuid.uuid4().hex[:6]}"})
+    migrate(client, direct)
+    rules = AirRules.from_settings(settings)
+    t0 = time.perf_counter()
+    for start in range(0, len(scored), settings.sink_batch_rows):
+        rows = Rows()
+        for i, value in enumerate(scored[start : start + settings.sink_batch_rows]):
+            these, _ = scored_rows(codec.decode(value).record, codec, 0, start + i, rules)
+            rows.extend(these)
+        for table, batch in rows.tables.items():
+            if batch:
+                client.insert(f"{direct.clickhouse_database}.{table}", batch, column_names=COLUMNS[table])
+    direct_s = time.perf_counter() - t0
+    return len(scored) / sink_s, len(scored) / direct_s
+
+
+# --- 3. recall latency -----------------------------------------------------------------------------
+def recall_latency(base: Settings, sizes: list[int], client: Any) -> list[tuple[int, list[float], list[float]]]:
+    from pymilvus import MilvusClient
+
+    settings = base.model_copy(update={"clickhouse_database": f"bench_recall_{uuid.uuid4().hex[:6]}"})
+    migrate(client, settings)
+    milvus = MilvusClient(str(Path(tempfile.mkdtemp(prefix="bench-milvus-")) / "m.db"))
+    ensure_collections(milvus)
+    embedder = Embedder()
+    topics = ["refund a damaged order", "reset a password", "book a flight", "summarise a ticket",
+              "cancel a subscription", "translate a document", "update a shipping address",
+              "file an expense report"]  # fmt: skip
+    texts = [f"task: {t} number {i} for customer {i * 7 % 13}" for i in range(60) for t in topics]
+    centers = np.array(embedder.encode(texts), dtype=np.float32)
+    queries = [f"I need to {t}" for t in topics] * 7
+    query_vectors = embedder.encode(queries)
+    rng = np.random.default_rng(7)
+    results = []
+    inserted = 0
+    for size in sorted(sizes):
+        while inserted < size:
+            n = min(10_000, size - inserted)
+            picks = rng.integers(0, len(centers), n)
+            vectors = centers[picks] + 0.02 * rng.normal(size=(n, centers.shape[1])).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            rows, messages = [], []
+            for j in range(n):
+                tid = f"bench-{inserted + j}"
+                rows.append({"id": tid, "vector": vectors[j].tolist(), "trajectory_id": tid, "version": 1,
+                             "outcome": "success" if j % 4 else "failure", "reward": 1.0 if j % 4 else 0.0,
+                             "domain": "support", "agent_id": "bench", "model_version": "m1",
+                             "ended_ms": 1_700_000_000_000 + j, "task": texts[picks[j]][:200]})  # fmt: skip
+                messages.append([tid, 0, 0, "2026-11-25 00:00:00", "assistant", "text", "Done.", "", "", "bench",
+                                 "support", "k"])  # fmt: skip
+            milvus.upsert(TRAJECTORIES, rows)
+            client.insert(f"{settings.clickhouse_database}.messages", messages, column_names=COLUMNS["messages"])
+            inserted += n
+            print(f"# recall corpus: {inserted:,} trajectories", file=sys.stderr)
+        milvus.flush(TRAJECTORIES)
+        recall = Recall(settings, milvus, client, embedder)
+        for q in queries[:5]:  # warm up
+            recall.recall(q, 3)
+        ours, raw = [], []
+        for q, v in zip(queries, query_vectors, strict=True):
+            t0 = time.perf_counter()
+            recall.recall(q, 3)
+            ours.append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            milvus.search(TRAJECTORIES, data=[v], limit=3, filter='outcome == "success"',
+                          output_fields=["trajectory_id", "task", "outcome", "reward"],
+                          search_params={"params": {"nprobe": settings.recall_nprobe}})  # fmt: skip
+            raw.append((time.perf_counter() - t0) * 1000)
+        results.append((size, ours, raw))
+    milvus.close()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=50.0, help="trajectories per second")
+    parser.add_argument("--seconds", type=float, default=12.0)
+    parser.add_argument("--sink-trajectories", type=int, default=2000)
+    parser.add_argument("--recall-sizes", default="10000,100000")
+    args = parser.parse_args()
+    base = Settings()
+    if not base.uses_external_kafka:
+        LocalBroker(base, progress=lambda m: print(f"# {m}", file=sys.stderr)).start()
+
+    ch, mv = latency(base, args.rate, args.seconds)
+    print(f"end event -> queryable in ClickHouse: p50 {pct(ch, 50):,.0f} ms, p99 {pct(ch, 99):,.0f} ms "
+          f"({len(ch)} trajectories at {args.rate:g}/s)")  # fmt: skip
+    print(f"end event -> searchable in Milvus:    p50 {pct(mv, 50):,.0f} ms, p99 {pct(mv, 99):,.0f} ms")
+
+    chdb_dir = Path(tempfile.mkdtemp(prefix="bench-chdb-"))
+    client = connect(base.model_copy(update={"clickhouse_dsn": f"chdb://{chdb_dir}"}))
+    ours, direct = sink_throughput(base, args.sink_trajectories, client)
+    print(f"ClickHouse sink (from Kafka, idempotent): {ours:,.0f} trajectories/s; direct batched insert of the "
+          f"same rows: {direct:,.0f}/s")  # fmt: skip
+
+    recall = recall_latency(base, [int(s) for s in args.recall_sizes.split(",")], client)
+    for size, r_ours, r_raw in recall:
+        print(f"recall at {size:,}: p50 {pct(r_ours, 50):.1f} ms, p99 {pct(r_ours, 99):.1f} ms (embedding, search, "
+              f"hydration); raw Milvus search p50 {pct(r_raw, 50):.1f} ms, p99 {pct(r_raw, 99):.1f} ms")  # fmt: skip
+
+    print(f"RESULT e2e_clickhouse_p99 value={pct(ch, 99):.0f} target=2000")
+    print(f"RESULT e2e_milvus_p99 value={pct(mv, 99):.0f} target=2000")
+    print(f"RESULT clickhouse_sink_throughput ratio={ours / direct:.2f} target=0.5")
+    largest = recall[-1]
+    print(f"RESULT recall_p50_{largest[0] // 1000}k value={statistics.median(largest[1]):.1f} target=50")
+
+
+if __name__ == "__main__":
+    main()
