@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from consumers.clickhouse_rows import COLUMNS, Rows, scored_rows
 from consumers.clickhouse_sink import ClickHouseSink
-from consumers.clickhouse_store import connect, migrate
+from consumers.clickhouse_store import connect, migrate, stored_bytes
 from consumers.embedding import Embedder
 from consumers.milvus_store import TRAJECTORIES, ensure_collections
 from consumers.recall import Recall
@@ -163,6 +163,12 @@ def sink_throughput(base: Settings, trajectories: int, client: Any) -> tuple[flo
         return elapsed
 
     sink_s = asyncio.run(run_sink())
+    sizes = stored_bytes(client, settings.clickhouse_database)
+    total = sum(size for _, size in sizes.values())
+    print(
+        f"stored: {total / len(scored):,.0f} bytes per trajectory version on disk (compressed), "
+        + ", ".join(f"{t} {b / len(scored):,.0f}" for t, (_, b) in sorted(sizes.items(), key=lambda x: -x[1][1])[:5])
+    )
     # Baseline: the same rows, built and inserted in batches of the sink's size, no checks.
     direct = settings.model_copy(update={"clickhouse_database": f"bench_direct_{uuid.uuid4().hex[:6]}"})
     migrate(client, direct)

@@ -120,3 +120,13 @@ def read_only_query(client: Any, sql: str, database: str, max_rows: int = 10_000
     except Exception as exc:
         raise ClickHouseError(f"query failed: {exc}") from exc
     return {"columns": list(result.column_names), "rows": [list(r) for r in result.result_rows], "database": database}
+
+
+def stored_bytes(client: Any, database: str) -> dict[str, tuple[int, int]]:
+    """Rows and compressed bytes on disk per table (active parts), materialised views' targets included."""
+    rows = client.query(
+        "SELECT table, sum(rows), sum(bytes_on_disk) FROM system.parts WHERE database = {db:String} AND active "
+        "GROUP BY table ORDER BY table",
+        parameters={"db": database},
+    ).result_rows
+    return {str(table): (int(n), int(size)) for table, n, size in rows}

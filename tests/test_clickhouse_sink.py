@@ -12,7 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from consumers.clickhouse_sink import ClickHouseSink
-from consumers.clickhouse_store import ClickHouseError, connect, migrate, migrations
+from consumers.clickhouse_store import ClickHouseError, connect, migrate, migrations, stored_bytes
 from tests.pipeline_support import Pipeline, feedback, tool_trajectory
 from tests.streams_support import publish, read
 from trajstream.codec import SingleObjectCodec
@@ -110,6 +110,8 @@ def test_scored_trajectories_land_once_and_rollups_count_each_trajectory_once(
     assert counts["tool_calls"] == 6 * 3  # two answered calls and one never answered per trajectory
     assert counts["tool_errors"] == 2 * 2
     assert counts["decisions"] > 0
+    sizes = stored_bytes(client, settings.clickhouse_database)
+    assert sizes["trajectories"][0] == 7 and sizes["turns"][0] == 18 and sizes["turns"][1] > 0
     # Rows copy the trajectory's attributes: no join needed to slice turns by agent and outcome.
     assert client.query(f"SELECT uniqExact(agent_id), uniqExact(outcome) FROM {settings.clickhouse_database}.turns"
                         ).result_rows[0] == (1, 2)  # fmt: skip
