@@ -261,24 +261,3 @@ class ClickHouseSink:
         )  # fmt: skip
         await producer.send_and_wait(self.dlq_topic, self.codec.encode(DEAD_LETTER, letter), key=record.key or b"")
         self.stats.rejected += 1
-
-
-def run_clickhouse_sink(settings: Settings) -> None:
-    """Run in the foreground until SIGTERM or SIGINT; migrations are applied first."""
-    import signal
-
-    from consumers.clickhouse_store import connect, migrate
-
-    client = connect(settings)
-    applied = migrate(client, settings)
-    if applied:
-        log.warning("applied ClickHouse migrations: %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await ClickHouseSink(settings, client).run(stop)
-
-    asyncio.run(main())

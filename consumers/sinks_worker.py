@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -24,6 +23,7 @@ from consumers.milvus_sink import MilvusSink
 from consumers.milvus_store import connect as connect_milvus
 from consumers.milvus_store import uri
 from consumers.recall import Recall
+from trajstream.foreground import run_until_signalled
 from trajstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -91,12 +91,4 @@ async def serve(settings: Settings, stop: asyncio.Event, ready: asyncio.Event | 
 
 def run_sinks(settings: Settings) -> None:
     """Run in the foreground until SIGTERM or SIGINT."""
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(settings, stop)
-
-    asyncio.run(main())
+    run_until_signalled(lambda stop: serve(settings, stop))

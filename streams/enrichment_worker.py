@@ -128,17 +128,13 @@ class EnrichmentWorker:
 
 def run_enrichment_worker(settings: Settings) -> None:
     """Run in the foreground until SIGTERM or SIGINT."""
-    import signal
+    from trajstream.foreground import run_until_signalled
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+    async def work(stop: asyncio.Event) -> None:
         worker = EnrichmentWorker(settings)
         log.warning(
             "enrichment worker: extractor %s, prompt %s", worker.extractor.name, worker.extractor.prompt_version
         )
         await worker.run(stop)
 
-    asyncio.run(main())
+    run_until_signalled(work)
