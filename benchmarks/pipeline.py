@@ -78,10 +78,13 @@ def latency(base: Settings, rate: float, seconds: float) -> tuple[list[float], l
 
     def poll() -> None:
         while not done.is_set() or len(seen_ch) < len(ended) or len(seen_mv) < len(ended):
-            pending = [t for t in list(ended) if t not in seen_ch or t not in seen_mv]
+            # Each store's own backlog: one lagging store must not hide when the other caught up.
+            ch_pending = [t for t in list(ended) if t not in seen_ch][:150]
+            mv_pending = [t for t in list(ended) if t not in seen_mv][:150]
+            pending = sorted(set(ch_pending) | set(mv_pending))
             if pending:
                 now = time.time()
-                found = httpx.post(f"{url}/exists", json={"ids": pending[:200]}, timeout=30).json()["result"]
+                found = httpx.post(f"{url}/exists", json={"ids": pending}, timeout=30).json()["result"]
                 for t in found["clickhouse"]:
                     seen_ch.setdefault(t, now)
                 for t in found["milvus"]:

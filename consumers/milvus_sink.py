@@ -107,7 +107,6 @@ class MilvusSink:
             ready.set()
         try:
             while not stop.is_set():
-                # Longer batches than ClickHouse's: embedding is the cost, and it runs best in full batches of 64.
                 records = await fill_batch(consumer, stop, s.sink_batch_rows, s.milvus_batch_seconds)
                 if not records:
                     continue

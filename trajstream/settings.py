@@ -122,7 +122,7 @@ class Settings(BaseSettings):
     clickhouse_ttl_days: int = Field(default=90, ge=1, description="Rows older than this are dropped.")
     sink_batch_rows: int = Field(default=2000, ge=1, description="Records per ClickHouse insert, at most.")
     sink_batch_seconds: float = Field(default=0.2, gt=0, description="Longest wait to fill a batch.")
-    milvus_batch_seconds: float = Field(default=1.0, gt=0, description="Longest wait to fill a Milvus sink batch.")
+    milvus_batch_seconds: float = Field(default=0.2, gt=0, description="Longest wait to fill a Milvus sink batch.")
     sink_retry_attempts: int = Field(default=5, ge=1, description="Tries of a failed insert before giving up.")
     sink_retry_backoff_s: float = Field(default=0.5, gt=0, description="First back-off; doubles per try.")
 
