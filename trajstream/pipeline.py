@@ -8,6 +8,7 @@ owns the embedded stores and serves the data API that other processes query.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -193,6 +194,9 @@ def status(settings: Settings) -> list[PartStatus]:
                 if url:
                     health = httpx.get(f"{url}/health", timeout=3).json()
                     detail = f"API {url}, {health['sinks']['clickhouse']['trajectories']} trajectories landed"
+                with contextlib.suppress(Exception):  # the lag above is ClickHouse's; Milvus has its own group
+                    milvus_lag = asyncio.run(_lag(settings, settings.topic("sink-milvus"), (SCORED,)))
+                    detail += f"; Milvus sink lag {milvus_lag}"
             except (httpx.HTTPError, KeyError, TypeError, ValueError):
                 detail = "running, API not answering"
         out.append(PartStatus(part.name, pid, lag, detail))
