@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import ConsumerRecord, TopicPartition
+from aiokafka.structs import ConsumerRecord
 from clickhouse_connect.driver.client import Client
 
+from consumers.batching import fill_batch, next_offsets
 from consumers.clickhouse_rows import COLUMNS, Rows, dead_letter_row, delta_rows, scored_rows
 from trajstream.codec import EventCodec, codec_for
 from trajstream.errors import CodecError
@@ -58,20 +59,6 @@ class SinkStats:
     dead_letters: int = 0  # landed in the dead_letters table
     rejected: int = 0  # records the sink could not land, sent to the dead-letter topic
     rows: dict[str, int] = field(default_factory=dict)
-
-
-async def fill_batch(consumer: AIOKafkaConsumer, stop: asyncio.Event, max_rows: int,
-                     max_seconds: float) -> list[ConsumerRecord[bytes, bytes]]:  # fmt: skip
-    """Records until ``max_rows`` or ``max_seconds`` after the call, whichever comes first."""
-    records: list[ConsumerRecord[bytes, bytes]] = []
-    deadline = time.monotonic() + max_seconds
-    while len(records) < max_rows and not stop.is_set():
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        batch = await consumer.getmany(timeout_ms=int(left * 1000), max_records=max_rows - len(records))
-        records.extend(m for msgs in batch.values() for m in msgs)
-    return records
 
 
 class ClickHouseSink:
@@ -218,8 +205,7 @@ class ClickHouseSink:
             self.scored_topic, self.dlq_topic, **s.kafka_client_options(), group_id=s.topic("sink-clickhouse"),
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=s.sink_batch_rows,
         )  # fmt: skip
-        producer = AIOKafkaProducer(**s.kafka_client_options(), enable_idempotence=True, acks="all",
-                                    max_request_size=s.dead_letter_max_bytes)  # fmt: skip
+        producer = AIOKafkaProducer(**s.durable_producer_options())
         await consumer.start()
         await producer.start()
         if ready is not None:
@@ -233,18 +219,10 @@ class ClickHouseSink:
                 for record, reason, error_type in rejected:
                     await self._dead_letter(producer, record, reason, error_type)
                 await producer.flush()
-                await consumer.commit(self.next_offsets(records))  # only after every insert succeeded
+                await consumer.commit(next_offsets(records))  # only after every insert succeeded
         finally:
             await consumer.stop()
             await producer.stop()
-
-    @staticmethod
-    def next_offsets(records: list[ConsumerRecord[bytes, bytes]]) -> dict[TopicPartition, int]:
-        offsets: dict[TopicPartition, int] = {}
-        for r in records:
-            tp = TopicPartition(r.topic, r.partition)
-            offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
-        return offsets
 
     async def _dead_letter(self, producer: AIOKafkaProducer, record: ConsumerRecord[bytes, bytes], reason: str,
                            error_type: str) -> None:  # fmt: skip

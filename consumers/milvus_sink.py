@@ -16,7 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 
-from consumers.clickhouse_sink import ClickHouseSink, fill_batch
+from consumers.batching import fill_batch, next_offsets
 from consumers.embedding import Embedder
 from consumers.milvus_store import DECISIONS, TRAJECTORIES, ensure_collections
 from consumers.summaries import decision_points, decision_text, trajectory_text
@@ -111,6 +111,6 @@ class MilvusSink:
                 if not records:
                     continue
                 await asyncio.to_thread(self.land, records)
-                await consumer.commit(ClickHouseSink.next_offsets(records))
+                await consumer.commit(next_offsets(records))
         finally:
             await consumer.stop()

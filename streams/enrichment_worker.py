@@ -96,10 +96,7 @@ class EnrichmentWorker:
             auto_offset_reset="earliest",
             max_poll_records=max(4, s.llm_concurrency * 4),
         )
-        producer = AIOKafkaProducer(
-            **s.kafka_client_options(), enable_idempotence=True, acks="all", linger_ms=5,
-            max_request_size=s.dead_letter_max_bytes,
-        )  # fmt: skip
+        producer = AIOKafkaProducer(**s.durable_producer_options(), linger_ms=5)
         await consumer.start()
         await producer.start()
         if ready is not None:

@@ -73,6 +73,19 @@ def running_worker(settings: Settings, log: Path, **env: str) -> Iterator[Worker
         worker.stop()
 
 
+@contextmanager
+def running_enricher(settings: Settings, log: Path, **env: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`trajstream worker enrich` in a subprocess for the duration, its output in ``log``."""
+    with open(log, "wb") as handle:
+        enricher = subprocess.Popen([str(trajstream_bin()), "worker", "enrich"], env={**env_for(settings), **env},
+                                    stdout=handle, stderr=subprocess.STDOUT)  # fmt: skip
+        try:
+            yield enricher
+        finally:
+            enricher.terminate()
+            enricher.wait(timeout=20)
+
+
 async def publish(settings: Settings, messages: list[tuple[str, bytes | None, bytes]]) -> None:
     """Send (topic suffix, key, value) as they are, in order."""
     producer = AIOKafkaProducer(**settings.kafka_client_options(), enable_idempotence=True, acks="all")

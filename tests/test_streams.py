@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import env_for, trajstream_bin
-from tests.streams_support import Worker, latest_by_trajectory, publish, read, wait_for
+from tests.streams_support import Worker, latest_by_trajectory, publish, read, running_enricher, wait_for
 from trajstream.codec import SingleObjectCodec
 from trajstream.events import (
     Message,
@@ -59,17 +59,10 @@ def streams(broker_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
     }
     worker = Worker(settings, logs / "streams.log", **env)
     worker.start()
-    enrich_log = open(logs / "enrich.log", "wb")  # noqa: SIM115
-    enricher = subprocess.Popen(
-        [str(trajstream_bin()), "worker", "enrich"], env={**env_for(settings), **env},
-        stdout=enrich_log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
     try:
-        yield settings
+        with running_enricher(settings, logs / "enrich.log", **env):
+            yield settings
     finally:
-        enricher.terminate()
-        enricher.wait(timeout=20)
-        enrich_log.close()
         worker.stop()
 
 

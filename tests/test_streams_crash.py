@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import env_for, trajstream_bin
-from tests.streams_support import Worker, copies_by_key, latest_by_trajectory, publish, read, wait_for
+from tests.streams_support import Worker, copies_by_key, latest_by_trajectory, publish, read, running_enricher, wait_for
 from trajstream.codec import SingleObjectCodec
 from trajstream.events import Message, end_record, start_record, turn_record
 from trajstream.settings import Settings
@@ -29,15 +27,8 @@ TURNS = 5
 def crash_settings(broker_settings: Settings, tmp_path: Path) -> Iterator[Settings]:
     settings = broker_settings.model_copy(update={"topic_prefix": f"k{uuid.uuid4().hex[:8]}."})
     asyncio.run(create_topics(settings))
-    enrich_log = open(tmp_path / "enrich.log", "wb")  # noqa: SIM115
-    enricher = subprocess.Popen([str(trajstream_bin()), "worker", "enrich"], env=env_for(settings),
-                                stdout=enrich_log, stderr=subprocess.STDOUT)  # fmt: skip
-    try:
+    with running_enricher(settings, tmp_path / "enrich.log"):
         yield settings
-    finally:
-        enricher.terminate()
-        enricher.wait(timeout=20)
-        enrich_log.close()
 
 
 def _trajectory(codec: SingleObjectCodec, tid: str) -> tuple[list[Any], Any]:

@@ -43,7 +43,7 @@ async def list_letters(
 async def replay(settings: Settings, letters: list[Letter], payloads: dict[str, bytes] | None = None) -> int:
     """Send each letter's payload (or a corrected one from ``payloads`` by ref) back to its source topic."""
     payloads = payloads or {}
-    producer = AIOKafkaProducer(**settings.kafka_client_options(), enable_idempotence=True, acks="all")
+    producer = AIOKafkaProducer(**settings.durable_producer_options())
     await producer.start()
     sent = 0
     try:

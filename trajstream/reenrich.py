@@ -48,7 +48,7 @@ async def request_reenrichment(settings: Settings, since: datetime, prompt_versi
                         latest[tid] = (record["version"], message.value)
     finally:
         await consumer.stop()
-    producer = AIOKafkaProducer(**settings.kafka_client_options(), enable_idempotence=True, acks="all")
+    producer = AIOKafkaProducer(**settings.durable_producer_options())
     await producer.start()
     try:
         for tid, (version, data) in latest.items():

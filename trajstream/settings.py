@@ -172,5 +172,10 @@ class Settings(BaseSettings):
             opts["sasl_plain_password"] = self.sasl_password.get_secret_value() if self.sasl_password else None
         return opts
 
+    def durable_producer_options(self) -> dict[str, Any]:
+        """A producer that loses and duplicates nothing, with room for dead letters (which wrap an input)."""
+        return {**self.kafka_client_options(), "enable_idempotence": True, "acks": "all",
+                "max_request_size": self.dead_letter_max_bytes}  # fmt: skip
+
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
