@@ -88,16 +88,26 @@ async def plain_consumer_rate(settings: Settings, expected: int) -> float:
         await consumer.stop()
 
 
-async def last_assembled_ms(settings: Settings, expected: int) -> int | None:
-    """Kafka timestamp of the newest assembled record, once `expected` trajectories are there."""
+async def wait_for_assembled(settings: Settings, expected: int, proc: subprocess.Popen[bytes], log: Path) -> int:
+    """Kafka timestamp of the newest assembled record, once `expected` trajectories are there.
+
+    One consumer polls the end offsets: a new client per poll cost the 2 cores the worker runs on.
+    """
     consumer = AIOKafkaConsumer(**settings.kafka_client_options(), group_id=None, enable_auto_commit=False)
     await consumer.start()
     topic = settings.topic(ASSEMBLED)
     try:
         tps = await topic_partitions(consumer, topic)
-        ends = await consumer.end_offsets(tps)
-        if sum(ends.values()) < expected:
-            return None
+        deadline = time.monotonic() + 600
+        while True:
+            ends = await consumer.end_offsets(tps)
+            if sum(ends.values()) >= expected:
+                break
+            if proc.poll() is not None:
+                raise RuntimeError("worker exited:\n" + log.read_text()[-2000:])
+            if time.monotonic() > deadline:
+                raise RuntimeError("the worker did not assemble every trajectory in time")
+            await asyncio.sleep(1.0)
         consumer.assign(tps)
         newest = 0
         for tp in tps:
@@ -135,17 +145,7 @@ def worker_rate(settings: Settings, events: int, trajectories: int) -> float:
         proc = subprocess.Popen([str(binary), "worker", "streams", "--loglevel", "info"],
                                 env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     try:
-        deadline = time.monotonic() + 600
-        newest = None
-        while time.monotonic() < deadline:
-            newest = asyncio.run(last_assembled_ms(settings, trajectories))
-            if newest:
-                break
-            if proc.poll() is not None:
-                raise RuntimeError("worker exited:\n" + log.read_text()[-2000:])
-            time.sleep(1.0)
-        if not newest:
-            raise RuntimeError("the worker did not assemble every trajectory in time")
+        newest = asyncio.run(wait_for_assembled(settings, trajectories, proc, log))
         return events / (newest / 1000 - ready_time(log))
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -9,6 +9,8 @@ included, is created beforehand by ``trajstream topics create``: the app is not 
 
 from __future__ import annotations
 
+import gc
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -118,8 +120,10 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
         consumer_max_fetch_size=8 * 1024 * 1024,
         broker_max_poll_records=10000,
         producer_linger=0.005,
+        producer_max_batch_size=1024 * 1024,
+        producer_max_request_size=8 * 1024 * 1024,
         stream_wait_empty=True,  # False lets a rebalance drop buffered events Faust then commits past
-        broker_commit_every=1000,
+        broker_commit_every=1_000_000,
         # A SIGKILLed worker's partitions wait for its session to expire before a restart gets them.
         broker_session_timeout=settings.streams_session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.streams_session_timeout_s / 4),
@@ -147,7 +151,7 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
     async def fold_batch(
         messages: list[faust.types.Message],
         table: Any,
-        handle: Callable[[Input, Any], Awaitable[Result]],
+        handle: Callable[[Input, Any], Result | Awaitable[Result]],
         dump: Callable[[Any], bytes],
     ) -> dict[bytes, Any]:
         """Fold a fetched batch into a table: each key's state is written once per batch.
@@ -164,7 +168,8 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
             key = m.key or b""
             record = Input(m.topic, m.partition, m.offset, m.key, m.value or b"", int(m.timestamp * 1000))
             current = states[key][1] if key in states else (table.get(key) if key else None)
-            result = await handle(record, current)
+            outcome = handle(record, current)
+            result = await outcome if inspect.isawaitable(outcome) else outcome
             if result.state is not None and key:
                 states[key] = (m.partition, result.state)
             for o in result.outputs:
@@ -175,11 +180,9 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
             table.send_changelog(partition, key, data)
         return {key: state for key, (_, state) in states.items()}
 
-    async def assemble_record(record: Input, state: Any) -> Result:
-        return assembler.handle(record, state)
-
     async def assemble(messages: list[faust.types.Message]) -> None:
-        for key, state in (await fold_batch(messages, assembly_table, assemble_record, assembler.dump)).items():
+        folded = await fold_batch(messages, assembly_table, assembler.handle, assembler.dump)
+        for key, state in folded.items():
             track_idle(key, state)
 
     async def score(messages: list[faust.types.Message]) -> None:
@@ -219,5 +222,11 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
 def run_worker(settings: Settings, loglevel: str = "warn") -> None:
     """Run the streams worker in the foreground until SIGTERM or SIGINT."""
     app, _ = create_app(settings)
+    # A worker holds few reference cycles but allocates a container per record, so the default
+    # thresholds ran a collection every few hundred records: 8% of the assembly rate. Objects alive
+    # after start (modules, the app) are frozen out of the collections altogether.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

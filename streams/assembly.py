@@ -61,6 +61,9 @@ class Input:
 
 
 State = dict[str, Any]
+# Kept in a decoded state next to the stored bytes, never written: the start and end records as read by
+# the fold, so that an emission in the same batch (or with a cached state) does not decode them again.
+_DECODED = "_decoded"
 
 
 @dataclass
@@ -73,6 +76,15 @@ def _ms(value: Any) -> int:
     if isinstance(value, datetime):
         return int(value.timestamp() * 1000)
     return int(value)
+
+
+def _has_turn(turns: list[dict[str, Any]], index: int) -> bool:
+    """Whether the sorted ``turns`` hold ``index``."""
+    if not turns or turns[-1]["turn_index"] < index:
+        return False
+    indices = [t["turn_index"] for t in turns]
+    at = bisect.bisect_left(indices, index)
+    return at < len(indices) and indices[at] == index
 
 
 def new_state(trajectory_id: str) -> dict[str, Any]:
@@ -120,7 +132,18 @@ class Assembler:
         return self.codec.decode(data, expect=ASSEMBLY_STATE).record
 
     def dump(self, state: dict[str, Any]) -> bytes:
+        if _DECODED in state:
+            state = {k: v for k, v in state.items() if k != _DECODED}
         return self.codec.encode(ASSEMBLY_STATE, state)
+
+    def _decoded(self, state: dict[str, Any], name: str) -> dict[str, Any] | None:
+        data = state[name]
+        if data is None:
+            return None
+        cached = state.get(_DECODED, {}).get(name)
+        if cached is not None and cached[0] is data:
+            return cached[1]  # type: ignore[no-any-return]
+        return self.codec.decode(data).record
 
     # --- entry point ---------------------------------------------------------------------------
     def handle(self, record: Input, state_data: bytes | State | None) -> Result:
@@ -128,7 +151,7 @@ class Assembler:
         if kind is None:
             return self._reject(record, f"topic {record.topic} is not an assembly input", "UnexpectedTopic")
         try:
-            event = self.codec.decode(record.value, fields=_READ_FIELDS)
+            event = self.codec.peek(record.value, _READ_FIELDS)
         except CodecError as exc:
             return self._reject(record, str(exc), type(exc).__name__)
         if kind == ASSEMBLY_CONTROL_TOPIC:
@@ -180,17 +203,22 @@ class Assembler:
         reason = ""
         if name == TRAJECTORY_START:
             state["start"] = record.value
+            state.setdefault(_DECODED, {})["start"] = (record.value, body)
             parent = body.get("parent_trajectory_id")
             if parent:
                 outputs.append(self._control_message("child", parent, record.timestamp_ms, child_id=tid))
             reason = "late_start" if state["closed"] else ""
         elif name == TURN:
             entry = {"turn_index": body["turn_index"], "data": record.value, "timestamp_ms": _ms(body["timestamp"])}
-            indices = [t["turn_index"] for t in state["turns"]]
-            state["turns"].insert(bisect.bisect(indices, body["turn_index"]), entry)
+            turns = state["turns"]
+            if not turns or turns[-1]["turn_index"] < body["turn_index"]:
+                turns.append(entry)  # in order, the usual case
+            else:
+                turns.insert(bisect.bisect([t["turn_index"] for t in turns], body["turn_index"]), entry)
             reason = "late_turn" if state["closed"] else ""
         elif name == TRAJECTORY_END:
             state["end"] = record.value
+            state.setdefault(_DECODED, {})["end"] = (record.value, body)
             state["closed"], state["timed_out"] = True, False
             state["closed_at_ms"] = _ms(body["timestamp"])
             reason = "ended"
@@ -212,7 +240,7 @@ class Assembler:
             return "a second start event (different event_id) for this trajectory"
         if name == TRAJECTORY_END and state["end"] is not None:
             return "a second end event (different event_id) for this trajectory"
-        if name == TURN and any(t["turn_index"] == body["turn_index"] for t in state["turns"]):
+        if name == TURN and _has_turn(state["turns"], body["turn_index"]):
             return f"turn {body['turn_index']} already received with a different event_id"
         return ""
 
@@ -293,8 +321,8 @@ class Assembler:
 
     # --- emission --------------------------------------------------------------------------------
     def assembled_record(self, state: dict[str, Any]) -> dict[str, Any]:
-        start = self.codec.decode(state["start"]).record if state["start"] is not None else None
-        end = self.codec.decode(state["end"]).record if state["end"] is not None else None
+        start = self._decoded(state, "start")
+        end = self._decoded(state, "end")
         feedback = [self.codec.decode(f).record for f in state["feedback"]]
         turns = state["turns"]
         declared = end["turn_count"] if end else None

@@ -94,6 +94,7 @@ class OrderedConsumer(faust_aiokafka.Consumer):
                     continue
                 rewound: set[TP] = set()  # the rest of this batch for these is stale
                 batches: dict[BatchHandler, list[Message]] = {}
+                batched_from: dict[TP, int] = {}  # first batched offset per partition
                 async for tp, message in ait:
                     num_since_yield += 1
                     if num_since_yield > yield_every:
@@ -127,6 +128,7 @@ class OrderedConsumer(faust_aiokafka.Consumer):
                     handler = handlers.get(message.topic)
                     if handler is not None:
                         batches.setdefault(handler, []).append(message)
+                        batched_from.setdefault(tp, offset)
                         set_read_offset(tp, offset)
                         continue
                     if commit_every is not None and self._n_acked >= commit_every:
@@ -151,8 +153,14 @@ class OrderedConsumer(faust_aiokafka.Consumer):
                     if commit_every is not None and self._n_acked >= commit_every:
                         self._n_acked = 0
                         await self.commit()
-                # A batch not handled because the flow stopped stays unacked; the seek after the rebalance
-                # reads it again.
+                elif batches:
+                    # The flow stopped: the batch is not handled and stays unacked. It must be read again
+                    # even if the flow resumes without a seek, or its first record would be a hole Faust
+                    # never commits past (the partition stalls at its committed offset). Expecting it again
+                    # turns the next record seen into a jump, which seeks back to it.
+                    for tp, first in batched_from.items():
+                        if tp in self._next:
+                            self._next[tp] = min(self._next[tp], first)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 return

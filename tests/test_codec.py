@@ -129,6 +129,71 @@ def test_a_projection_reads_only_the_named_fields_and_still_checks_the_body(code
         codec.decode(data, fields={"turn": frozenset({"no_such_field"})})
 
 
+def test_peek_reads_leading_fields_as_decode_does(codec: SingleObjectCodec) -> None:
+    wanted = {"turn": frozenset({"event_id", "trajectory_id", "turn_index", "timestamp"})}
+    for n in range(20):
+        record = {**sample_records()["turn"], "turn_index": n * 1000 - 7 if n else 0, "trajectory_id": f"t-{n}-é"}
+        data = codec.encode("turn", record)
+        peeked = codec.peek(data, wanted)
+        assert peeked.name == "turn" and peeked.record == codec.decode(data, fields=wanted).record
+    # Other record types are read whole, as decode reads them.
+    end = codec.encode("trajectory_end", sample_records()["trajectory_end"])
+    assert codec.peek(end, wanted).record == codec.decode(end).record
+
+
+def test_peek_reads_only_the_front_but_still_rejects_a_broken_front(codec: SingleObjectCodec) -> None:
+    data = codec.encode("turn", sample_records()["turn"])
+    wanted = {"turn": frozenset({"event_id", "turn_index"})}
+    # What follows the wanted fields is not read: a cut tail passes here and fails the full decode.
+    assert codec.peek(data[:-3], wanted).record["turn_index"] == sample_records()["turn"]["turn_index"]
+    with pytest.raises(MalformedEventError):
+        codec.decode(data[:-3])
+    for cut in (10, 11, 14, 30):
+        with pytest.raises(MalformedEventError, match="corrupt turn v1 body"):
+            codec.peek(data[:cut], wanted)
+    with pytest.raises(MalformedEventError, match="corrupt turn v1 body"):
+        codec.peek(data[:10] + b"\xff" * 12, wanted)  # a varint that never ends
+
+
+def test_peek_falls_back_to_the_full_projection_when_fields_do_not_lead(codec: SingleObjectCodec) -> None:
+    data = codec.encode("turn", sample_records()["turn"])
+    wanted = {"turn": frozenset({"event_id", "messages"})}  # messages: an array, past which nothing is simple
+    assert codec.peek(data, wanted).record == codec.decode(data, fields=wanted).record
+    with pytest.raises(MalformedEventError, match="trailing"):
+        codec.peek(data + b"\x00", wanted)  # the fallback walks the whole body
+
+
+def test_prefix_reader_handles_simple_types_and_refuses_complex_ones() -> None:
+    import io
+
+    import fastavro
+
+    from trajstream.avro_prefix import PrefixReader
+
+    schema = fastavro.parse_schema({"type": "record", "name": "R", "fields": [
+        {"name": "b", "type": "boolean"}, {"name": "f", "type": "float"}, {"name": "d", "type": "double"},
+        {"name": "e", "type": {"type": "enum", "name": "E", "symbols": ["x", "y", "z"]}},
+        {"name": "u", "type": ["null", "long", "string"]}, {"name": "raw", "type": "bytes"},
+        {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+        {"name": "tail", "type": {"type": "array", "items": "int"}},
+    ]})  # fmt: skip
+    record = {"b": True, "f": 1.5, "d": -2.25, "e": "z", "u": "s", "raw": b"\x00\x01", "ts": 1_700_000_000_123_456,
+              "tail": [1, 2]}  # fmt: skip
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, schema, record)
+    body = out.getvalue()
+    leading = frozenset({"b", "f", "d", "e", "u", "raw", "ts"})
+    reader = PrefixReader.build(schema, leading)
+    assert reader is not None
+    full = fastavro.schemaless_reader(io.BytesIO(body), schema, None)
+    assert isinstance(full, dict)
+    assert reader.read(body, 0, "R") == {k: v for k, v in full.items() if k != "tail"}
+    assert PrefixReader.build(schema, frozenset({"tail"})) is None  # an array: use fastavro
+    assert PrefixReader.build(schema, frozenset({"nope"})) is None  # not in the writer: reader defaults apply
+    with pytest.raises(MalformedEventError, match="enum index"):
+        reader.read(body[:13] + b"\x0a" + body[14:], 0, "R")
+
+
 def test_old_writer_is_read_with_the_new_reader_schema(tmp_path: Path) -> None:
     root = tmp_path / "schemas"
     shutil.copytree(SCHEMAS, root)

@@ -298,6 +298,26 @@ def test_dlq_list_and_replay(streams: Settings, codec: SingleObjectCodec, tmp_pa
     assert again["missing_turns"] == [] and again["reason"] == "late_turn"
 
 
+def test_a_turn_cut_after_its_envelope_is_dead_lettered_by_scoring(streams: Settings, codec: SingleObjectCodec) -> None:
+    """Assembly reads a turn's leading fields only; the cut tail is caught where the turn is decoded whole."""
+    tid = str(uuid.uuid4())
+    start, t0, end = _events(codec, tid, 1)
+    cut = (t0[0], t0[1], t0[2][:-4])
+    import asyncio
+
+    asyncio.run(publish(streams, [start, cut, end]))
+    assert _assembled(streams, codec, tid)["event_count"] == 3  # the event is counted once, in the trajectory
+
+    async def letters() -> dict[str, Any] | None:
+        rows = [r.event.record for r in await read(streams, codec, "deadletter") if r.event]
+        by_stage = {r["stage"]: r for r in rows if r["trajectory_id"] == tid}
+        return by_stage if {"scoring", "enrichment"} <= set(by_stage) else None
+
+    found = wait_for(letters)
+    assert "cannot score" in found["scoring"]["reason"] and "corrupt turn" in found["scoring"]["reason"]
+    assert all(r["error_type"] == "MalformedEventError" for r in found.values())
+
+
 async def _async(fn: Any) -> Any:
     return fn()
 
