@@ -1,4 +1,4 @@
 """Online continual GRPO trainer on DeepSpeed, and model redeployment.
 
-Not built yet (issue 5).
+Built so far (issue 5): GRPO grouping (task key, entity overlap) and group-relative advantages.
 """
