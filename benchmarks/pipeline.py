@@ -189,6 +189,32 @@ def sink_throughput(base: Settings, trajectories: int, client: Any) -> tuple[flo
     return len(scored) / sink_s, len(scored) / direct_s
 
 
+# --- embedding capacity (what bounds the Milvus latency) ------------------------------------------
+def embedding_capacity(base: Settings, trajectories: int = 64) -> tuple[float, float, float]:
+    """(texts per trajectory, texts/s, word pieces per text) for the texts the Milvus sink embeds, on an
+    otherwise idle machine: the trajectory summary and one text per decision point, both cores."""
+    from consumers.summaries import decision_points, decision_text, trajectory_text
+    from trajstream.trajectory import TrajectoryView
+
+    codec = codec_for(base)
+    pipeline = Pipeline(base, codec)
+    texts: list[str] = []
+    for n in range(trajectories):
+        _, events = tool_trajectory(codec, TASKS[n % len(TASKS)].format(n=n), "lookup", "success", "success", turns=3)
+        for value in pipeline.run(events):
+            view = TrajectoryView.from_bytes(codec.decode(value).record["trajectory"], codec)
+            texts.append(trajectory_text(view))
+            texts += [decision_text(p.state, p.action) for p in decision_points(view)]
+    embedder = Embedder()
+    embedder.encode(texts[:32])  # load and warm up
+    t0 = time.perf_counter()
+    embedder.encode(texts)
+    rate = len(texts) / (time.perf_counter() - t0)
+    tokenizer = embedder._load().tokenizer
+    pieces = statistics.mean(min(len(tokenizer(t)["input_ids"]), 128) for t in texts)
+    return len(texts) / trajectories, rate, pieces
+
+
 # --- 3. recall latency -----------------------------------------------------------------------------
 def recall_latency(base: Settings, sizes: list[int], client: Any) -> list[tuple[int, list[float], list[float]]]:
     from pymilvus import MilvusClient
@@ -261,6 +287,11 @@ def main() -> None:
     print(f"end event -> queryable in ClickHouse: p50 {pct(ch, 50):,.0f} ms, p99 {pct(ch, 99):,.0f} ms "
           f"({len(ch)} trajectories at {args.rate:g}/s)")  # fmt: skip
     print(f"end event -> searchable in Milvus:    p50 {pct(mv, 50):,.0f} ms, p99 {pct(mv, 99):,.0f} ms")
+
+    per_trajectory, capacity, pieces = embedding_capacity(base)
+    print(f"embedding capacity (MiniLM, fp32, both cores, machine idle): {capacity:,.0f} texts/s of {pieces:.0f} "
+          f"word pieces; {per_trajectory:.0f} texts per trajectory need {per_trajectory * args.rate:,.0f} texts/s "
+          f"at {args.rate:g}/s")  # fmt: skip
 
     chdb_dir = Path(tempfile.mkdtemp(prefix="bench-chdb-"))
     client = connect(base.model_copy(update={"clickhouse_dsn": f"chdb://{chdb_dir}"}))
