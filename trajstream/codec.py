@@ -151,15 +151,47 @@ def _explain(version: SchemaVersion, record: Mapping[str, Any], exc: Exception) 
     return str(exc)
 
 
-class SingleObjectCodec:
+class _Reader:
+    """decode and peek over a subclass's framing: ``_writer_plan`` parses the header (of ``_header_len``
+    bytes) and returns the key that identifies the writer schema, with its read plan."""
+
+    _header_len: int
+    catalog: SchemaCatalog
+
+    def __init__(self) -> None:
+        self._projections: dict[Any, _ReadPlan] = {}
+        self._peeks: dict[Any, _ReadPlan] = {}
+
+    def _writer_plan(self, data: bytes) -> tuple[Any, _ReadPlan]:
+        raise NotImplementedError
+
+    def decode(self, data: bytes, expect: str | None = None, fields: Projection | None = None) -> DecodedEvent:
+        writer, plan = self._writer_plan(data)
+        if fields is not None and plan.name in fields:
+            wanted = fields[plan.name]
+            plan = _projected(self._projections, (writer, wanted), plan, self.catalog, wanted)
+        return _read(plan, data, self._header_len, expect)
+
+    def peek(self, data: bytes, fields: Projection) -> DecodedEvent:
+        """Like ``decode(data, fields=fields)``, but reads only as far as the last wanted field when the
+        wanted fields lead the record: the rest of the body is neither read nor checked."""
+        writer, plan = self._writer_plan(data)
+        if plan.name in fields:
+            wanted = fields[plan.name]
+            plan = _peek_plan(self._peeks, (writer, wanted), plan, self.catalog, wanted)
+        return _read(plan, data, self._header_len, None)
+
+
+class SingleObjectCodec(_Reader):
     """Avro single-object encoding: C3 01, the writer schema's CRC-64-AVRO fingerprint, the body."""
+
+    _header_len = _SO_HEADER_LEN
 
     def __init__(self, catalog: SchemaCatalog, max_event_bytes: int = 1024 * 1024):
         self.catalog = catalog
         self.max_event_bytes = max_event_bytes
+        super().__init__()
         self._plans: dict[bytes, _ReadPlan] = {}
-        self._projections: dict[Any, _ReadPlan] = {}
-        self._peeks: dict[Any, _ReadPlan] = {}
         self._headers = {name: SINGLE_OBJECT_MARKER + catalog.latest(name).fingerprint for name in catalog.names}
 
     def encode(self, name: str, record: Mapping[str, Any]) -> bytes:
@@ -167,22 +199,6 @@ class SingleObjectCodec:
         if header is None:
             raise EncodeError(f"unknown record schema {name!r}; known: {', '.join(self.catalog.names)}")
         return _write(self.catalog.latest(name), header, record, self.max_event_bytes)
-
-    def decode(self, data: bytes, expect: str | None = None, fields: Projection | None = None) -> DecodedEvent:
-        fp, plan = self._writer_plan(data)
-        if fields is not None and plan.name in fields:
-            wanted = fields[plan.name]
-            plan = _projected(self._projections, (fp, wanted), plan, self.catalog, wanted)
-        return _read(plan, data, _SO_HEADER_LEN, expect)
-
-    def peek(self, data: bytes, fields: Projection) -> DecodedEvent:
-        """Like ``decode(data, fields=fields)``, but reads only as far as the last wanted field when the
-        wanted fields lead the record: the rest of the body is neither read nor checked."""
-        fp, plan = self._writer_plan(data)
-        if plan.name in fields:
-            wanted = fields[plan.name]
-            plan = _peek_plan(self._peeks, (fp, wanted), plan, self.catalog, wanted)
-        return _read(plan, data, _SO_HEADER_LEN, None)
 
     def _writer_plan(self, data: bytes) -> tuple[bytes, _ReadPlan]:
         if len(data) < _SO_HEADER_LEN:
@@ -213,21 +229,22 @@ class SingleObjectCodec:
         return str(first.parent.parent)
 
 
-class ConfluentCodec:
+class ConfluentCodec(_Reader):
     """Confluent wire format (magic 0, 4-byte schema id, body) with schemas kept in a registry.
 
     Subjects follow the record-name strategy (the record's full name): one topic carries
     several record types, so the topic-name strategy does not fit.
     """
 
+    _header_len = _CF_HEADER_LEN
+
     def __init__(self, catalog: SchemaCatalog, registry: SchemaRegistryClient, max_event_bytes: int = 1024 * 1024):
         self.catalog = catalog
         self.registry = registry
         self.max_event_bytes = max_event_bytes
         self._headers: dict[str, bytes] = {}
+        super().__init__()
         self._plans: dict[int, _ReadPlan] = {}
-        self._projections: dict[Any, _ReadPlan] = {}
-        self._peeks: dict[Any, _ReadPlan] = {}
 
     def encode(self, name: str, record: Mapping[str, Any]) -> bytes:
         header = self._headers.get(name)
@@ -237,21 +254,6 @@ class ConfluentCodec:
             header = CONFLUENT_MAGIC + schema_id.to_bytes(4, "big")
             self._headers[name] = header
         return _write(self.catalog.latest(name), header, record, self.max_event_bytes)
-
-    def decode(self, data: bytes, expect: str | None = None, fields: Projection | None = None) -> DecodedEvent:
-        schema_id, plan = self._writer_plan(data)
-        if fields is not None and plan.name in fields:
-            wanted = fields[plan.name]
-            plan = _projected(self._projections, (schema_id, wanted), plan, self.catalog, wanted)
-        return _read(plan, data, _CF_HEADER_LEN, expect)
-
-    def peek(self, data: bytes, fields: Projection) -> DecodedEvent:
-        """See ``SingleObjectCodec.peek``."""
-        schema_id, plan = self._writer_plan(data)
-        if plan.name in fields:
-            wanted = fields[plan.name]
-            plan = _peek_plan(self._peeks, (schema_id, wanted), plan, self.catalog, wanted)
-        return _read(plan, data, _CF_HEADER_LEN, None)
 
     def _writer_plan(self, data: bytes) -> tuple[int, _ReadPlan]:
         if len(data) < _CF_HEADER_LEN:
