@@ -123,7 +123,7 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
         producer_max_batch_size=1024 * 1024,
         producer_max_request_size=8 * 1024 * 1024,
         stream_wait_empty=True,  # False lets a rebalance drop buffered events Faust then commits past
-        broker_commit_every=1_000_000,
+        broker_commit_every=1000,
         # A SIGKILLed worker's partitions wait for its session to expire before a restart gets them.
         broker_session_timeout=settings.streams_session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.streams_session_timeout_s / 4),
