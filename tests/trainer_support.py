@@ -1,0 +1,38 @@
+"""Trajectories, a tiny tokenizer and a tiny model for the trainer's tests (all built locally)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from trainer.tiny import build_model, build_tokenizer, words
+from trajstream.codec import EventCodec
+from trajstream.events import Message, ModelInfo, TokenLogprob, ToolCall, ToolResponse, turn_record
+from trajstream.trajectory import Step, TrajectoryView
+
+VOCAB_TEXT = 'refund order 42 please done lookup result success error call {"order_id": 42} {"ok": true} thanks'
+
+
+def tokenizer() -> Any:
+    return build_tokenizer(words([VOCAB_TEXT]))
+
+
+def model(tok: Any, seed: int = 0) -> Any:
+    return build_model(len(tok), hidden=32, layers=2, heads=4, seed=seed)
+
+
+def view(codec: EventCodec, *, version: str | None = "v1", logprobs: list[tuple[int, float]] | None = None,
+         system: str | None = "be brief") -> TrajectoryView:  # fmt: skip
+    """A user question, a tool call (turn 0), the tool's result and a final answer (turn 1)."""
+    tid = str(uuid.uuid4())
+    lp = [TokenLogprob(str(i), p, i) for i, p in logprobs] if logprobs is not None else None
+    turns = [
+        turn_record(tid, 0, [Message.text("user", "refund order 42 please"),
+                             Message("assistant", ToolCall("lookup", "c1", {"order_id": 42}))],
+                    model=ModelInfo(model_version=version)),
+        turn_record(tid, 1, [Message("tool", ToolResponse("lookup", "c1", {"ok": True}, "success")),
+                             Message.text("assistant", "refund done thanks")],
+                    model=ModelInfo(model_version=version, logprobs=lp)),
+    ]  # fmt: skip
+    steps = tuple(Step(codec.decode(codec.encode("turn", t)).record) for t in turns)
+    return TrajectoryView({"trajectory_id": tid, "version": 1, "system_message": system}, steps)
