@@ -16,7 +16,7 @@ from trajstream.schemas import SchemaCatalog, check_compatibility
 EXPECTED = {
     "trajectory_start", "turn", "trajectory_end", "feedback", "dead_letter",
     "assembled_trajectory", "enrichment_request", "enrichment_result", "credit_assignment", "scored_trajectory",
-    "assembly_state", "assembly_control", "scoring_state",
+    "assembly_state", "assembly_control", "scoring_state", "model_version",
 }  # fmt: skip
 
 
@@ -25,7 +25,7 @@ def test_every_record_has_a_documented_versioned_schema(catalog: SchemaCatalog) 
     for name in catalog.names:
         for version in catalog.versions(name):
             src = version.source
-            assert src["namespace"] in ("dev.trajstream.events", "dev.trajstream.streams")
+            assert src["namespace"] in ("dev.trajstream.events", "dev.trajstream.streams", "dev.trajstream.training")
             assert src["trajstream.version"] == version.version
             assert src.get("doc"), f"{name} v{version.version} has no doc"
             undocumented = [f["name"] for f in src["fields"] if not f.get("doc")]

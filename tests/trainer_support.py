@@ -22,7 +22,7 @@ def model(tok: Any, seed: int = 0) -> Any:
 
 
 def view(codec: EventCodec, *, version: str | None = "v1", logprobs: list[tuple[int, float]] | None = None,
-         system: str | None = "be brief") -> TrajectoryView:  # fmt: skip
+         system: str | None = "be brief", answer: str = "refund done thanks") -> TrajectoryView:  # fmt: skip
     """A user question, a tool call (turn 0), the tool's result and a final answer (turn 1)."""
     tid = str(uuid.uuid4())
     lp = [TokenLogprob(str(i), p, i) for i, p in logprobs] if logprobs is not None else None
@@ -31,8 +31,26 @@ def view(codec: EventCodec, *, version: str | None = "v1", logprobs: list[tuple[
                              Message("assistant", ToolCall("lookup", "c1", {"order_id": 42}))],
                     model=ModelInfo(model_version=version)),
         turn_record(tid, 1, [Message("tool", ToolResponse("lookup", "c1", {"ok": True}, "success")),
-                             Message.text("assistant", "refund done thanks")],
+                             Message.text("assistant", answer)],
                     model=ModelInfo(model_version=version, logprobs=lp)),
     ]  # fmt: skip
     steps = tuple(Step(codec.decode(codec.encode("turn", t)).record) for t in turns)
     return TrajectoryView({"trajectory_id": tid, "version": 1, "system_message": system}, steps)
+
+
+def imitate(policy: Any, sample: Any, steps: int = 20, lr: float = 0.05) -> Any:
+    """A copy of ``policy`` pushed towards ``sample``'s assistant tokens (plain cross-entropy steps)."""
+    import copy
+
+    import torch
+
+    moved = copy.deepcopy(policy)
+    optimizer = torch.optim.SGD(moved.parameters(), lr=lr)
+    ids = torch.tensor([sample.prompt_ids + sample.completion_ids])
+    labels = torch.tensor([[-100] * len(sample.prompt_ids) + [t if m else -100 for t, m in
+                            zip(sample.completion_ids, sample.assistant_mask, strict=True)]])  # fmt: skip
+    for _ in range(steps):
+        optimizer.zero_grad()
+        moved(input_ids=ids, labels=labels).loss.backward()
+        optimizer.step()
+    return moved.eval()

@@ -33,6 +33,7 @@ SCORED_TRAJECTORY = "scored_trajectory"
 ASSEMBLY_STATE = "assembly_state"
 ASSEMBLY_CONTROL = "assembly_control"
 SCORING_STATE = "scoring_state"
+MODEL_VERSION = "model_version"
 
 
 @dataclass(frozen=True)
