@@ -16,8 +16,8 @@ from trajstream.codec import SingleObjectCodec
 def test_versions_deploy_and_roll_back(tmp_path: Path) -> None:
     tok = tokenizer()
     registry = Registry(tmp_path, "policy")
-    v1 = registry.save(model(tok), tok, None, ["w0"], {"loss": 1.0})
-    v2 = registry.save(model(tok, seed=1), tok, "v1", ["w1", "w2"], {"loss": 0.5})
+    v1 = registry.save(model(tok).save_pretrained, tok, None, ["w0"], {"loss": 1.0})
+    v2 = registry.save(model(tok, seed=1).save_pretrained, tok, "v1", ["w1", "w2"], {"loss": 0.5})
     assert [v.version for v in registry.versions()] == ["v1", "v2"] and v2.parent == "v1"
     assert registry.deployed() is None and registry.number_of("v2") == 2 and registry.number_of("v9") is None
     registry.deploy("v1", "first")

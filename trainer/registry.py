@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -80,13 +80,14 @@ class Registry:
         return Path(self.get(version).path) / "model"
 
     # --- writing --------------------------------------------------------------------------------
-    def save(self, model: Any, tokenizer: Any, parent: str | None, windows: list[str],
+    def save(self, write_model: Callable[[str], Any], tokenizer: Any, parent: str | None, windows: list[str],
              metrics: Mapping[str, float]) -> VersionInfo:  # fmt: skip
-        """Save a new candidate version (``model`` and ``tokenizer`` have ``save_pretrained``)."""
+        """Save a new candidate version. ``write_model(directory)`` writes the weights: a model's
+        ``save_pretrained``, or a trainer's ``save_model``, which gathers ZeRO-3's partitioned weights."""
         number = max((v.number for v in self.versions()), default=0) + 1
         name = f"v{number}"
         path = self.dir / name
-        model.save_pretrained(path / "model")
+        write_model(str(path / "model"))
         tokenizer.save_pretrained(path / "tokenizer")
         info = VersionInfo(self.model_name, name, number, parent, str(path.resolve()), int(time.time() * 1000),
                            list(windows), {k: float(v) for k, v in metrics.items()})  # fmt: skip

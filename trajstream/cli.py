@@ -305,6 +305,16 @@ def worker_sinks(ctx: click.Context) -> None:
 
 
 # --- the whole pipeline ------------------------------------------------------------------------
+def _register_trainer_commands() -> None:
+    from trainer.commands import model, trainer_worker
+
+    main.add_command(model)
+    worker.add_command(trainer_worker)
+
+
+_register_trainer_commands()
+
+
 @main.command("up")
 @click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for every part to be ready.")
 @click.pass_context

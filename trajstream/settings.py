@@ -148,6 +148,27 @@ class Settings(BaseSettings):
         """Where clients connect: the external cluster, or the local broker."""
         return self.kafka_bootstrap or f"{self.broker_host}:{self.broker_port}"
 
+    # --- trainer (issue 5) --------------------------------------------------------------------------
+    trainer_model_name: str = Field(default="policy", description="The model line the trainer improves.")
+    trainer_registry: Path | None = Field(default=None, description="Model registry directory (default: HOME/models).")
+    trainer_window_count: int = Field(
+        default=64, ge=2, description="A training window closes at this many trajectories."
+    )
+    trainer_window_seconds: float = Field(default=60.0, gt=0, description="... or this long after its first one.")
+    trainer_group_by: Literal["task", "entities"] = "task"
+    trainer_entity_threshold: float = Field(default=0.3, ge=0, le=1, description="Jaccard overlap to join a group.")
+    trainer_loss: Literal["grpo", "dapo", "dr_grpo", "gspo"] = "grpo"
+    trainer_beta: float = Field(default=0.0, ge=0, description="KL penalty to the reference model (0: none).")
+    trainer_is_cap: float = Field(default=2.0, ge=1, description="Truncation of the off-policy importance weights.")
+    trainer_max_version_lag: int = Field(default=4, ge=0, description="Older behaviour versions are dropped.")
+    trainer_zero_stage: int = Field(default=0, ge=0, le=3, description="DeepSpeed ZeRO stage.")
+    trainer_learning_rate: float = Field(default=1e-5, gt=0)
+    trainer_heldout_fraction: float = Field(
+        default=0.25, ge=0, lt=1, description="Share of a window the gate judges on."
+    )
+    gate_min_gain: float = Field(default=0.0, description="Held-out reward a version must gain over the deployed one.")
+    gate_max_kl: float = Field(default=0.05, gt=0, description="Largest KL from the deployed version the gate accepts.")
+
     @property
     def uses_external_kafka(self) -> bool:
         return bool(self.kafka_bootstrap)
@@ -176,6 +197,10 @@ class Settings(BaseSettings):
         """A producer that loses and duplicates nothing, with room for dead letters (which wrap an input)."""
         return {**self.kafka_client_options(), "enable_idempotence": True, "acks": "all",
                 "max_request_size": self.dead_letter_max_bytes}  # fmt: skip
+
+    @property
+    def registry_dir(self) -> Path:
+        return self.trainer_registry or self.home / "models"
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

@@ -1,0 +1,112 @@
+"""`trajstream model ...` and `trajstream worker trainer`: the registry by hand, and the trainer's loop."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from trajstream.settings import Settings
+
+out = Console(soft_wrap=True)
+
+
+def _registry(ctx: click.Context) -> Any:
+    from trainer.registry import Registry
+
+    settings: Settings = ctx.obj
+    return Registry(settings.registry_dir, settings.trainer_model_name)
+
+
+@click.group()
+def model() -> None:
+    """The model registry (TRAJSTREAM_TRAINER_REGISTRY, default HOME/models): versions, deploy, rollback."""
+
+
+@model.command("init")
+@click.option("--from", "source", type=click.Path(path_type=Path, file_okay=False, exists=True), default=None,
+              help="A local model directory (weights and tokenizer, as save_pretrained writes them).")  # fmt: skip
+@click.option("--tiny-vocab", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+              help="Build a tiny model whose word-level vocabulary is the words of this text file.")  # fmt: skip
+@click.pass_context
+def model_init(ctx: click.Context, source: Path | None, tiny_vocab: Path | None) -> None:
+    """Register the first version of the model line and deploy it."""
+    registry = _registry(ctx)
+    if registry.versions():
+        raise click.UsageError(f"{registry.model_name} already has versions in {registry.dir}")
+    if (source is None) == (tiny_vocab is None):
+        raise click.UsageError("give exactly one of --from DIR and --tiny-vocab FILE")
+    if source is not None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(source)
+
+        def write(directory: str) -> None:
+            shutil.copytree(source, directory)
+
+        info = registry.save(write, tokenizer, None, [], {})
+    else:
+        from trainer.tiny import build_model, build_tokenizer, words
+
+        assert tiny_vocab is not None
+        tokenizer = build_tokenizer(words([tiny_vocab.read_text()]))
+        info = registry.save(build_model(len(tokenizer)).save_pretrained, tokenizer, None, [], {})
+    registry.deploy(info.version, "initial version")
+    out.print(f"{registry.model_name} {info.version} registered and deployed ({info.path})")
+
+
+@model.command("list")
+@click.pass_context
+def model_list(ctx: click.Context) -> None:
+    """Every version: status, parent, windows and metrics."""
+    registry = _registry(ctx)
+    table = Table("version", "status", "parent", "windows", "metrics")
+    for v in registry.versions():
+        metrics = ", ".join(f"{k}={val:.4g}" for k, val in sorted(v.metrics.items()))
+        table.add_row(v.version, v.status, v.parent or "", str(len(v.windows)), metrics)
+    out.print(table)
+
+
+@model.command("promote")
+@click.argument("version")
+@click.option("--reason", default="promoted by hand", show_default=True)
+@click.pass_context
+def model_promote(ctx: click.Context, version: str, reason: str) -> None:
+    """Deploy VERSION whatever the gate said."""
+    try:
+        info = _registry(ctx).deploy(version, reason)
+    except KeyError as exc:
+        raise click.ClickException(str(exc.args[0])) from None
+    out.print(f"{info.version} deployed")
+
+
+@model.command("rollback")
+@click.option("--reason", default="rolled back by hand", show_default=True)
+@click.pass_context
+def model_rollback(ctx: click.Context, reason: str) -> None:
+    """Deploy the version deployed before the current one again."""
+    try:
+        info = _registry(ctx).rollback(reason)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    out.print(f"{info.version} deployed again")
+
+
+@click.command("trainer")
+@click.option("--windows", type=int, default=None, help="Stop after this many windows (default: run until stopped).")
+@click.pass_context
+def trainer_worker(ctx: click.Context, windows: int | None) -> None:
+    """The trainer: GRPO on rolling windows of scored trajectories, one model version per window.
+
+    Windows close at TRAJSTREAM_TRAINER_WINDOW_COUNT trajectories or TRAJSTREAM_TRAINER_WINDOW_SECONDS;
+    each trained window becomes a version that the gate deploys or rejects (TRAJSTREAM_GATE_*).
+    """
+    from trainer.loop import TrainerLoop
+    from trajstream.foreground import run_until_signalled
+
+    loop = TrainerLoop(ctx.obj)
+    run_until_signalled(lambda stop: loop.run(stop, windows))
