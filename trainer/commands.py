@@ -56,6 +56,7 @@ def model_init(ctx: click.Context, source: Path | None, tiny_vocab: Path | None)
         tokenizer = build_tokenizer(words([tiny_vocab.read_text()]))
         info = registry.save(build_model(len(tokenizer)).save_pretrained, tokenizer, None, [], {})
     registry.deploy(info.version, "initial version")
+    _announce(ctx, info, "deployed", "initial version")
     out.print(f"{registry.model_name} {info.version} registered and deployed ({info.path})")
 
 
@@ -71,6 +72,16 @@ def model_list(ctx: click.Context) -> None:
     out.print(table)
 
 
+def _announce(ctx: click.Context, info: Any, event: str, reason: str) -> None:
+    """Tell serving (model.versions) that the deployed version changed."""
+    from trainer.announce import announce
+
+    try:
+        announce(ctx.obj, info, event, reason)
+    except Exception as exc:  # the registry is changed either way; serving picks it up at its next event or start
+        out.print(f"[yellow]warning:[/] could not announce {info.version} on Kafka: {exc}")
+
+
 @model.command("promote")
 @click.argument("version")
 @click.option("--reason", default="promoted by hand", show_default=True)
@@ -81,6 +92,7 @@ def model_promote(ctx: click.Context, version: str, reason: str) -> None:
         info = _registry(ctx).deploy(version, reason)
     except KeyError as exc:
         raise click.ClickException(str(exc.args[0])) from None
+    _announce(ctx, info, "deployed", reason)
     out.print(f"{info.version} deployed")
 
 
@@ -93,6 +105,7 @@ def model_rollback(ctx: click.Context, reason: str) -> None:
         info = _registry(ctx).rollback(reason)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    _announce(ctx, info, "rolled_back", reason)
     out.print(f"{info.version} deployed again")
 
 
@@ -110,3 +123,19 @@ def trainer_worker(ctx: click.Context, windows: int | None) -> None:
 
     loop = TrainerLoop(ctx.obj)
     run_until_signalled(lambda stop: loop.run(stop, windows))
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--concurrency", default=2, show_default=True, type=int, help="Generations run at once.")
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, concurrency: int) -> None:
+    """OpenAI-compatible chat completions (POST /v1/chat/completions) from the deployed model version.
+
+    Reloads when a version is deployed or rolled back (model.versions), without dropping requests; every
+    response carries model_version, and logprobs=true returns each sampled token's id and log-probability.
+    """
+    from trainer.serve import run_server
+
+    run_server(ctx.obj, host, port, concurrency)

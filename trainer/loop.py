@@ -25,19 +25,19 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from trainer.registry import Registry, VersionInfo
+from trainer.announce import announce_async
+from trainer.registry import Registry
 from trainer.window_training import WindowReport, WindowTrainer
 from trainer.windows import Position, Window, WindowBuilder
 from trajstream.codec import EventCodec, codec_for
 from trajstream.events import dead_letter_record
-from trajstream.schemas import DEAD_LETTER, MODEL_VERSION
+from trajstream.schemas import DEAD_LETTER
 from trajstream.settings import Settings
-from trajstream.topics import DEAD_LETTERS, MODEL_VERSIONS, SCORED
+from trajstream.topics import DEAD_LETTERS, SCORED
 
 KEEP_WINDOW_IDS = 10_000
 
@@ -61,14 +61,6 @@ class Checkpoint:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"trained_windows": self.trained}))
         tmp.replace(self.path)
-
-
-def version_event(info: VersionInfo, event: str, reason: str) -> dict[str, Any]:
-    return {
-        "model_name": info.model_name, "version": info.version, "number": info.number, "parent": info.parent,
-        "event": event, "at": int(time.time() * 1000), "path": info.path, "windows": info.windows,
-        "metrics": info.metrics, "reason": reason,
-    }  # fmt: skip
 
 
 class TrainerLoop:
@@ -146,14 +138,12 @@ class TrainerLoop:
 
     async def _publish(self, report: WindowReport, window: Window[bytes], producer: AIOKafkaProducer) -> None:
         s = self.settings
-        key = s.trainer_model_name.encode()
         if report.version is not None and report.verdict is not None:
             events = [("created", "")]
             events.append(("deployed", report.verdict.reason) if report.verdict.deploy else
                           ("rejected", report.verdict.reason))  # fmt: skip
             for event, reason in events:
-                value = self.codec.encode(MODEL_VERSION, version_event(report.version, event, reason))
-                await producer.send_and_wait(s.topic(MODEL_VERSIONS), value, key=key)
+                await announce_async(s, self.codec, producer, report.version, event, reason)
         for index, reason in report.unreadable:
             position = window.positions[index]
             letter = dead_letter_record(

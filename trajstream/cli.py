@@ -306,9 +306,10 @@ def worker_sinks(ctx: click.Context) -> None:
 
 # --- the whole pipeline ------------------------------------------------------------------------
 def _register_trainer_commands() -> None:
-    from trainer.commands import model, trainer_worker
+    from trainer.commands import model, serve, trainer_worker
 
     main.add_command(model)
+    main.add_command(serve)
     worker.add_command(trainer_worker)
 
 

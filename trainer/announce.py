@@ -1,0 +1,41 @@
+"""Publish a ModelVersion event on ``model.versions`` (keyed by model name)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from trainer.registry import VersionInfo
+from trajstream.codec import EventCodec, codec_for
+from trajstream.schemas import MODEL_VERSION
+from trajstream.settings import Settings
+from trajstream.topics import MODEL_VERSIONS
+
+
+def version_event(info: VersionInfo, event: str, reason: str) -> dict[str, Any]:
+    return {
+        "model_name": info.model_name, "version": info.version, "number": info.number, "parent": info.parent,
+        "event": event, "at": int(time.time() * 1000), "path": info.path, "windows": info.windows,
+        "metrics": info.metrics, "reason": reason,
+    }  # fmt: skip
+
+
+async def announce_async(settings: Settings, codec: EventCodec, producer: Any, info: VersionInfo, event: str,
+                         reason: str) -> None:  # fmt: skip
+    value = codec.encode(MODEL_VERSION, version_event(info, event, reason))
+    await producer.send_and_wait(settings.topic(MODEL_VERSIONS), value, key=info.model_name.encode())
+
+
+def announce(settings: Settings, info: VersionInfo, event: str, reason: str) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    async def run() -> None:
+        producer = AIOKafkaProducer(**settings.durable_producer_options(), request_timeout_ms=10_000)
+        await producer.start()
+        try:
+            await announce_async(settings, codec_for(settings), producer, info, event, reason)
+        finally:
+            await producer.stop()
+
+    asyncio.run(run())
