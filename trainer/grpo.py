@@ -74,6 +74,37 @@ def deepspeed_config(stage: int) -> dict[str, Any]:
     }
 
 
+def collate(rows: Sequence[dict[str, Any]], pad: int, device: Any) -> dict[str, Any]:
+    """The window rows as the tensors TRL's loss reads: prompts left-padded, completions right-padded,
+    ``tool_mask`` marking the assistant's tokens, per-token ``advantages``, and the behaviour
+    log-probabilities (NaN where unknown) for the off-policy weights."""
+    import torch
+
+    width_p = max(len(r["prompt_ids"]) for r in rows)
+    width_c = max(len(r["completion_ids"]) for r in rows)
+
+    def tensor(values: Sequence[Sequence[float]], dtype: Any) -> Any:
+        return torch.tensor(values, dtype=dtype, device=device)
+
+    def right(key: str, fill: float) -> list[list[float]]:
+        return [list(r[key]) + [fill] * (width_c - len(r[key])) for r in rows]
+
+    completion_mask = tensor([[1] * len(r["completion_ids"]) + [0] * (width_c - len(r["completion_ids"]))
+                              for r in rows], torch.long)  # fmt: skip
+    tool_mask = tensor(right("assistant_mask", 0), torch.long)
+    return {
+        "prompt_ids": tensor([[pad] * (width_p - len(r["prompt_ids"])) + r["prompt_ids"] for r in rows], torch.long),
+        "prompt_mask": tensor([[0] * (width_p - len(r["prompt_ids"])) + [1] * len(r["prompt_ids"]) for r in rows],
+                              torch.long),
+        "completion_ids": tensor(right("completion_ids", pad), torch.long),
+        "completion_mask": completion_mask,
+        "tool_mask": tool_mask,
+        "advantages": tensor(right("advantages", 0.0), torch.float32),
+        "behaviour_logprobs": tensor(right("behaviour_logprobs", math.nan), torch.float32),
+        "num_items_in_batch": (completion_mask * tool_mask).sum().clamp(min=1),
+    }  # fmt: skip
+
+
 def _trainer_class() -> type:
     import torch
     from torch.utils.data import SequentialSampler
@@ -83,56 +114,48 @@ def _trainer_class() -> type:
         is_cap: float = 2.0
         corrected_tokens: int = 0
         policy_tokens: int = 0
+        _weigh: dict[str, Any] | None = None  # the inputs whose advantages the next policy forward weighs
 
         def _get_train_sampler(self, dataset: Any = None) -> Any:
             # Each sample once, in window order: TRL's sampler repeats prompts for its generations.
             return SequentialSampler(dataset if dataset is not None else self.train_dataset)  # type: ignore[arg-type]
 
         def _generate_and_score_completions(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-            device = self.accelerator.device
-            pad: int = self.processing_class.pad_token_id  # type: ignore[union-attr]
-            width_p = max(len(r["prompt_ids"]) for r in rows)
-            width_c = max(len(r["completion_ids"]) for r in rows)
-
-            def tensor(values: Sequence[Sequence[float]], dtype: Any) -> Any:
-                return torch.tensor(values, dtype=dtype, device=device)
-
-            prompt_ids = tensor([[pad] * (width_p - len(r["prompt_ids"])) + r["prompt_ids"] for r in rows], torch.long)
-            prompt_mask = tensor([[0] * (width_p - len(r["prompt_ids"])) + [1] * len(r["prompt_ids"]) for r in rows],
-                                 torch.long)  # fmt: skip
-
-            def right(key: str, fill: float) -> list[list[float]]:
-                return [list(r[key]) + [fill] * (width_c - len(r[key])) for r in rows]
-
-            completion_ids = tensor(right("completion_ids", pad), torch.long)
-            completion_mask = tensor([[1] * len(r["completion_ids"]) + [0] * (width_c - len(r["completion_ids"]))
-                                      for r in rows], torch.long)  # fmt: skip
-            tool_mask = tensor(right("assistant_mask", 0), torch.long)
-            behaviour = tensor(right("behaviour_logprobs", math.nan), torch.float32)
-            advantages = tensor(right("advantages", 0.0), torch.float32)
-            input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
-            attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
-            with torch.no_grad():
-                old_logps = self._get_per_token_logps_and_entropies(
-                    self.model, input_ids, attention_mask, width_c, batch_size=len(rows)
-                )[0]
-                ref_logps = None
-                if self.beta != 0.0 and self.ref_model is not None:
-                    ref_logps = self._get_per_token_logps_and_entropies(
-                        self.ref_model, input_ids, attention_mask, width_c, batch_size=len(rows)
+            inputs = collate(rows, self.processing_class.pad_token_id, self.accelerator.device)  # type: ignore[union-attr]
+            if self.beta != 0.0 and self.ref_model is not None:
+                with torch.no_grad():
+                    inputs["ref_per_token_logps"] = self._get_per_token_logps_and_entropies(
+                        self.ref_model,
+                        torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1),
+                        torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1),
+                        inputs["completion_ids"].size(1),
                     )[0]
-            policy = completion_mask * tool_mask
-            weights, corrected = truncated_weights(old_logps, behaviour, policy, self.is_cap)
-            self.corrected_tokens += corrected
-            self.policy_tokens += int(policy.sum().item())
-            inputs = {
-                "prompt_ids": prompt_ids, "prompt_mask": prompt_mask, "completion_ids": completion_ids,
-                "completion_mask": completion_mask, "tool_mask": tool_mask, "advantages": advantages * weights,
-                "old_per_token_logps": old_logps, "num_items_in_batch": policy.sum().clamp(min=1),
-            }  # fmt: skip
-            if ref_logps is not None:
-                inputs["ref_per_token_logps"] = ref_logps
             return inputs
+
+        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                         num_items_in_batch: Any = None) -> Any:  # fmt: skip
+            self._weigh = inputs
+            try:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            finally:
+                self._weigh = None
+
+        def _get_per_token_logps_and_entropies(self, model: Any, *args: Any, **kwargs: Any) -> Any:
+            out = super()._get_per_token_logps_and_entropies(model, *args, **kwargs)
+            pending, self._weigh = self._weigh, None
+            if pending is not None:
+                # TRL's loss computes the policy's log-probabilities first and reads the advantages after:
+                # weighing them here uses that same forward, not a second one. The weights are constants
+                # (detached), computed from the policy before this update, as with vLLM rollouts in TRL.
+                policy = pending["completion_mask"] * pending["tool_mask"]
+                weights, corrected = truncated_weights(out[0].detach(), pending["behaviour_logprobs"], policy,
+                                                       self.is_cap)  # fmt: skip
+                # From the unweighted ones: with num_iterations > 1 TRL steps on the same inputs again.
+                raw = pending.setdefault("unweighted_advantages", pending["advantages"])
+                pending["advantages"] = raw * weights
+                self.corrected_tokens += corrected
+                self.policy_tokens += int(policy.sum().item())
+            return out
 
     return WindowGRPOTrainer
 
