@@ -70,6 +70,7 @@ def deepspeed_config(stage: int) -> dict[str, Any]:
         "train_micro_batch_size_per_gpu": "auto",
         "gradient_accumulation_steps": "auto",
         "zero_optimization": {"stage": stage},
+        "bf16": {"enabled": "auto"},  # follows the training arguments (bf16 on a GPU, fp32 on the CPU)
         "zero_allow_untested_optimizer": True,
     }
 
