@@ -122,7 +122,9 @@ def _trainer_class() -> type:
             return SequentialSampler(dataset if dataset is not None else self.train_dataset)  # type: ignore[arg-type]
 
         def _generate_and_score_completions(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-            inputs = collate(rows, self.processing_class.pad_token_id, self.accelerator.device)  # type: ignore[union-attr]
+            # The model's device: DeepSpeed places it on its accelerator, which use_cpu does not override.
+            device = getattr(self.model, "device", self.accelerator.device)
+            inputs = collate(rows, self.processing_class.pad_token_id, device)  # type: ignore[union-attr]
             if self.beta != 0.0 and self.ref_model is not None:
                 with torch.no_grad():
                     inputs["ref_per_token_logps"] = self._get_per_token_logps_and_entropies(
