@@ -79,7 +79,7 @@ class TrainerLoop:
         s = self.settings
         consumer = AIOKafkaConsumer(
             s.topic(SCORED), **s.kafka_client_options(), group_id=s.topic(f"trainer-{s.trainer_model_name}"),
-            enable_auto_commit=False, auto_offset_reset="earliest",
+            enable_auto_commit=False, auto_offset_reset=s.trainer_start,
         )  # fmt: skip
         producer = AIOKafkaProducer(**s.durable_producer_options())
         await consumer.start()

@@ -508,10 +508,23 @@ def dlq_replay(
 @main.command("demo")
 @click.option("--file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               default=PROJECT_ROOT / "examples" / "trajectories.jsonl", show_default=True)  # fmt: skip
+@click.option("--learn", is_flag=True, help="Run the learning loop instead: agents, serving and the trainer.")
+@click.option("--minutes", default=15.0, show_default=True, help="With --learn: how long the loop runs.")
+@click.option("--agents", default=4, show_default=True, help="With --learn: simulated agents at once.")
 @click.pass_context
-def demo(ctx: click.Context, file: Path) -> None:
+def demo(ctx: click.Context, file: Path, learn: bool, minutes: float, agents: int) -> None:
     """Bring the whole pipeline up (as `trajstream up`), emit the example trajectories, and show them
-    in ClickHouse, a recall and an outcome prediction. The pipeline keeps running: `trajstream down`."""
+    in ClickHouse, a recall and an outcome prediction. The pipeline keeps running: `trajstream down`.
+
+    With --learn: a small model is built and warmed up here, served (`trajstream serve`), used by
+    simulated agents on tool-routing tasks whose success the environment checks, and trained on their
+    scored trajectories; the success rate per model version is printed as it goes, and the last line
+    is `RESULT success_rate_gain points=<gain> target=20`."""
+    if learn:
+        from trainer.learn_demo import run_learn_demo
+
+        run_learn_demo(_settings(ctx), minutes, agents, out, err)
+        return
     from trajstream.demo import run_demo
 
     run_demo(_settings(ctx), file, out, err)

@@ -156,6 +156,9 @@ class Settings(BaseSettings):
     )
     trainer_window_seconds: float = Field(default=60.0, gt=0, description="... or this long after its first one.")
     trainer_group_by: Literal["task", "entities"] = "task"
+    trainer_start: Literal["earliest", "latest"] = Field(
+        default="earliest", description="Where a trainer with no committed offset starts reading scored trajectories."
+    )
     trainer_entity_threshold: float = Field(default=0.3, ge=0, le=1, description="Jaccard overlap to join a group.")
     trainer_loss: Literal["grpo", "dapo", "dr_grpo", "gspo"] = "grpo"
     trainer_beta: float = Field(default=0.0, ge=0, description="KL penalty to the reference model (0: none).")
