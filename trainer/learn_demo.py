@@ -73,8 +73,8 @@ def register_first_version(settings: Settings, progress: Callable[[str], None]) 
     loss = warm_up(model, tokenizer)
     info = registry.save(model.save_pretrained, tokenizer, None, [], {"warmup_loss": loss})
     registry.deploy(info.version, "the warmed-up starting point")
-    progress(f"model {settings.trainer_model_name} v1: built and warmed up (the answer format, the right tool 30% of the time; "
-             f"loss {loss:.3f})")  # fmt: skip
+    progress(f"model {settings.trainer_model_name} v1: built and warmed up (the answer format, the right tool "
+             f"30% of the time; loss {loss:.3f})")  # fmt: skip
 
 
 async def agent(settings: Settings, base_url: str, emitter: Any, curve: Curve, stop: asyncio.Event,
