@@ -111,8 +111,9 @@ def run_learn_demo(base: Settings, minutes: float, agents: int, out: Any, err: A
     out.print(f"[bold]1. pipeline up[/] in {time.monotonic() - t0:.1f}s")
     register_first_version(settings, lambda m: out.print(f"[bold]2.[/] {m}"))
     curve = Curve()
+    since = time.time()
     asyncio.run(_loop(settings, minutes, agents, curve, out))
-    out.print(f"[bold]5. ClickHouse[/]: {_clickhouse_curve(settings)}")
+    out.print(f"[bold]5. ClickHouse[/], this run's trajectories by model version: {_clickhouse_curve(settings, since)}")
     gain = curve.gain()
     counted = curve.counted()
     if len(counted) >= 2:
@@ -165,13 +166,16 @@ async def _loop(settings: Settings, minutes: float, agents: int, curve: Curve, o
         await runner.cleanup()
 
 
-def _clickhouse_curve(settings: Settings) -> str:
+def _clickhouse_curve(settings: Settings, since: float) -> str:
+    """Success rate per model version in ClickHouse, for this run (its model line's versions are named
+    v1, v2... like every other line's, so the run is told apart by time)."""
     from consumers.access import DataAccess
 
     db = settings.clickhouse_database
     result = DataAccess(settings).sql(
         f"SELECT model_version, count() AS n, round(100 * avg(outcome = 'success'), 1) AS success FROM "
-        f"(SELECT * FROM {db}.trajectories WHERE agent_id = '{AGENT_ID}' ORDER BY version DESC "
-        f"LIMIT 1 BY trajectory_id) GROUP BY model_version ORDER BY n DESC"
+        f"(SELECT * FROM {db}.trajectories WHERE agent_id = '{AGENT_ID}' AND started_at >= "
+        f"fromUnixTimestamp64Milli({int(since * 1000)}) ORDER BY version DESC LIMIT 1 BY trajectory_id) "
+        f"GROUP BY model_version ORDER BY toUInt32OrZero(substring(model_version, 2))"
     )
     return "  ".join(f"{row[0]} {row[2]}% ({row[1]})" for row in result["rows"])
