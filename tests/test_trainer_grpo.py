@@ -99,3 +99,17 @@ def test_bad_stage_and_empty_window_are_refused(tmp_path: Path) -> None:
         deepspeed_config(4)
     with pytest.raises(ValueError, match="nothing to train"):
         build_trainer(None, None, [], grpo_config("grpo", str(tmp_path)))
+
+
+def test_a_kl_penalty_to_the_reference_model(codec: SingleObjectCodec, tmp_path: Path) -> None:
+    """With beta > 0 TRL loads the reference model from the version's directory and adds the KL term."""
+    tok = tokenizer()
+    directory = tmp_path / "v1"
+    model(tok).save_pretrained(directory)
+    tok.save_pretrained(directory)
+    config = grpo_config("grpo", str(tmp_path / "out"), deepspeed=deepspeed_config(0), learning_rate=1e-2,
+                         max_steps=2, beta=0.1)  # fmt: skip
+    trainer = build_trainer(str(directory), tok, _rows(codec, tok), config)
+    trainer.train()
+    kl = [h["kl"] for h in trainer.state.log_history if "kl" in h]
+    assert trainer.ref_model is not None and kl and kl[-1] > 0  # the policy moved away from the reference
