@@ -21,7 +21,7 @@ from trainer.offpolicy import drop_stale
 from trainer.registry import Registry, VersionInfo
 from trainer.samples import TokenizedSample, step_count, tokenize
 from trajstream.codec import EventCodec
-from trajstream.errors import CodecError
+from trajstream.errors import CodecError, TrajstreamError
 from trajstream.schemas import CREDIT_ASSIGNMENT, SCORED_TRAJECTORY
 from trajstream.settings import Settings
 from trajstream.trajectory import TrajectoryView
@@ -116,7 +116,8 @@ class WindowTrainer:
         report = WindowReport(window_id, records=len(values))
         deployed = self.registry.deployed()
         if deployed is None:
-            raise RuntimeError(f"no deployed version of {self.registry.model_name}: run `trajstream model init` first")
+            raise TrajstreamError(f"no deployed version of {self.registry.model_name} in {self.registry.dir}: "
+                                  "run `trajstream model init` first")  # fmt: skip
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(os.path.join(deployed.path, "tokenizer"))
