@@ -113,6 +113,7 @@ def _trainer_class() -> type:
 
     class WindowGRPOTrainer(GRPOTrainer):
         is_cap: float = 2.0
+        persistent_optimizer: Any = None  # carried from window to window (see build_trainer)
         corrected_tokens: int = 0
         policy_tokens: int = 0
         _weigh: dict[str, Any] | None = None  # the inputs whose advantages the next policy forward weighs
@@ -134,6 +135,12 @@ def _trainer_class() -> type:
                         inputs["completion_ids"].size(1),
                     )[0]
             return inputs
+
+        def create_optimizer(self, *args: Any, **kwargs: Any) -> Any:
+            if self.persistent_optimizer is None:
+                return super().create_optimizer(*args, **kwargs)
+            self.optimizer = self.persistent_optimizer
+            return self.optimizer
 
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                          num_items_in_batch: Any = None) -> Any:  # fmt: skip
@@ -163,8 +170,15 @@ def _trainer_class() -> type:
     return WindowGRPOTrainer
 
 
-def build_trainer(model: Any, tokenizer: Any, rows: Sequence[TrainingRow], config: Any, is_cap: float = 2.0) -> Any:
-    """A window trainer over ``rows`` (``model`` is a model or a local model directory)."""
+def build_trainer(
+    model: Any, tokenizer: Any, rows: Sequence[TrainingRow], config: Any, is_cap: float = 2.0, optimizer: Any = None
+) -> Any:
+    """A window trainer over ``rows`` (``model`` is a model or a local model directory).
+
+    ``optimizer``, built over ``model``'s parameters, carries its state from one window to the next: a
+    fresh AdamW per window makes every window's steps first steps, each moving every parameter by about
+    the learning rate in the sign of a noisy gradient (ZeRO stage 0 only: later stages partition it).
+    """
     from datasets import Dataset
 
     if not rows:
@@ -173,4 +187,5 @@ def build_trainer(model: Any, tokenizer: Any, rows: Sequence[TrainingRow], confi
     trainer = cls(model=model, reward_funcs=_no_reward, args=config,
                   train_dataset=Dataset.from_list([r.as_row() for r in rows]), processing_class=tokenizer)  # fmt: skip
     trainer.is_cap = is_cap
+    trainer.persistent_optimizer = optimizer
     return trainer

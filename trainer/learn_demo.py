@@ -53,7 +53,8 @@ def learn_settings(base: Settings) -> Settings:
     return base.model_copy(update={
         "trainer_model_name": f"learn-{time.strftime('%Y%m%d-%H%M%S')}", "trainer_start": "latest",
         "trainer_window_count": 48, "trainer_window_seconds": 60.0,
-        "trainer_learning_rate": 3e-4, "trainer_heldout_fraction": 0.25, "trainer_max_version_lag": 3,
+        "trainer_learning_rate": 3e-4, "trainer_epochs": 4, "trainer_heldout_fraction": 0.25,
+        "trainer_max_version_lag": 12,
         "trainer_is_cap": 2.0, "gate_min_gain": 0.0, "gate_max_kl": 0.3,
     })  # fmt: skip
 

@@ -90,6 +90,21 @@ class WindowTrainer:
         self.codec = codec
         self.registry = registry
         self.progress = progress
+        # The policy in memory and its optimizer, carried across windows while they hold the deployed version.
+        self._policy: Any = None
+        self._policy_version: str | None = None
+        self._optimizer: Any = None
+
+    def _policy_for(self, deployed: VersionInfo) -> tuple[Any, Any]:
+        """The deployed version as a model to train in place, and the optimizer carried with it (None: the
+        trainer makes one). After a version is deployed or rolled back by hand, both start afresh."""
+        from transformers import AutoModelForCausalLM
+
+        if self._policy is None or self._policy_version != deployed.version:
+            self._policy = AutoModelForCausalLM.from_pretrained(self.registry.weights(deployed.version))
+            self._policy_version = deployed.version
+            self._optimizer = None
+        return self._policy, self._optimizer
 
     def decode(self, values: Sequence[bytes], tokenizer: Any, report: WindowReport) -> list[Scored]:
         out = []
@@ -146,18 +161,23 @@ class WindowTrainer:
             self.progress(report.line())
             return report
         ensure_process_group()
+        policy, optimizer = self._policy_for(deployed)
         with tempfile.TemporaryDirectory(prefix="trajstream-trainer-") as out:
+            # The whole window is one batch (every group's advantages sum to zero within a step), stepped
+            # on TRAJSTREAM_TRAINER_EPOCHS times, at a constant learning rate.
             config = grpo_config(
                 s.trainer_loss, out, deepspeed=deepspeed_config(s.trainer_zero_stage),
-                learning_rate=s.trainer_learning_rate, beta=s.trainer_beta,
+                learning_rate=s.trainer_learning_rate, beta=s.trainer_beta, per_device_train_batch_size=len(rows),
+                num_generations=len(rows), num_train_epochs=s.trainer_epochs, lr_scheduler_type="constant",
             )  # fmt: skip
-            trainer = build_trainer(str(self.registry.weights(deployed.version)), tokenizer, rows, config,
-                                    is_cap=s.trainer_is_cap)  # fmt: skip
+            trainer = build_trainer(policy, tokenizer, rows, config, is_cap=s.trainer_is_cap, optimizer=optimizer)
             result = trainer.train()
             report.metrics = {"train_loss": float(result.training_loss), "steps": float(result.global_step),
                               "is_corrected_tokens": float(trainer.corrected_tokens),
                               "policy_tokens": float(trainer.policy_tokens)}  # fmt: skip
             version = self.registry.save(trainer.save_model, tokenizer, deployed.version, [window_id], report.metrics)
+            if optimizer is None and s.trainer_zero_stage == 0:
+                self._optimizer = trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else None
             del trainer
         report.version = version
         candidate: Any = AutoModelForCausalLM.from_pretrained(self.registry.weights(version.version))
@@ -167,8 +187,10 @@ class WindowTrainer:
         if verdict.deploy:
             self.registry.mark(version.version, "candidate", "judged", verdict.reason, verdict.metrics())
             report.version = self.registry.deploy(version.version, f"gate: {verdict.reason}")
+            self._policy_version = version.version  # the policy in memory is the new deployed version
         else:
             report.version = self.registry.mark(version.version, "rejected", "rejected", f"gate: {verdict.reason}",
                                                 verdict.metrics())  # fmt: skip
+            policy.load_state_dict(current.state_dict())  # back to the deployed weights; the optimizer goes on
         self.progress(report.line())
         return report

@@ -166,6 +166,7 @@ class Settings(BaseSettings):
     trainer_max_version_lag: int = Field(default=4, ge=0, description="Older behaviour versions are dropped.")
     trainer_zero_stage: int = Field(default=0, ge=0, le=3, description="DeepSpeed ZeRO stage.")
     trainer_learning_rate: float = Field(default=1e-5, gt=0)
+    trainer_epochs: int = Field(default=1, ge=1, description="Steps on each window (the whole window per step).")
     trainer_heldout_fraction: float = Field(
         default=0.25, ge=0, lt=1, description="Share of a window the gate judges on."
     )
