@@ -6,8 +6,7 @@ FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    TRAJSTREAM_HOME=/var/lib/trajstream \
-    TRAJSTREAM_SCHEMAS_DIR=/app/schemas
+    TRAJSTREAM_HOME=/var/lib/trajstream
 
 # Unprivileged runtime user and its state directory.
 RUN groupadd --system --gid 10001 trajstream \
@@ -22,13 +21,15 @@ WORKDIR /app
 COPY pyproject.toml requirements.lock README.md ./
 RUN pip install --no-cache-dir -r requirements.lock
 
-# Project sources.
+# Project sources: the contract, the SDK (which ships schemas/ as package data), the core and its stages
+# (trajstream/streams, ... are links to the top-level folders; the wheel holds them as trajstream.streams, ...).
+COPY schemas/ ./schemas/
+COPY sdk/python/ ./sdk/python/
 COPY trajstream/ ./trajstream/
 COPY streams/ ./streams/
 COPY consumers/ ./consumers/
 COPY trainer/ ./trainer/
-COPY schemas/ ./schemas/
-RUN pip install --no-cache-dir --no-deps .
+RUN pip install --no-cache-dir --no-deps ./sdk/python .
 
 USER trajstream
 VOLUME ["/var/lib/trajstream"]

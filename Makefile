@@ -5,13 +5,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
-LOCK_KEY := $(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
+LOCK_KEY := $(shell cat requirements.lock pyproject.toml sdk/python/pyproject.toml | sha256sum | cut -c1-16)
 POM_KEY := $(shell sha256sum kafka/pom.xml | cut -c1-16)
 VENV_STAMP := $(VENV)/.installed-$(LOCK_KEY)
 JARS_STAMP := kafka/lib/.resolved-$(POM_KEY)
 PYTEST_ARGS ?=
 
-.PHONY: install venv jars demo test lint typecheck compose-check bench lock clean help
+.PHONY: install venv jars demo test lint imports typecheck compose-check bench lock clean help
 
 help:
 	@echo "make demo     install what is missing, run the whole pipeline on the example trajectories"
@@ -22,11 +22,11 @@ help:
 install: venv jars
 
 venv: $(VENV_STAMP)
-$(VENV_STAMP): requirements.lock pyproject.toml
+$(VENV_STAMP): requirements.lock pyproject.toml sdk/python/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
-	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e ./sdk/python -e .
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -37,7 +37,7 @@ $(JARS_STAMP): kafka/pom.xml
 	@touch $@
 
 lock: venv
-	$(BIN)/uv pip compile -q pyproject.toml --extra dev --generate-hashes -o requirements.lock
+	$(BIN)/uv pip compile -q pyproject.toml --extra dev --generate-hashes --no-emit-package trajstream-sdk -o requirements.lock
 
 demo: install
 	$(BIN)/trajstream demo
@@ -46,13 +46,17 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The layers of the data flow (pyproject's [tool.importlinter]): no stage imports a later one.
+imports: venv
+	$(BIN)/lint-imports
+
 typecheck: venv
 	$(BIN)/mypy
 
 compose-check:
 	scripts/check-compose.sh
 
-test: install lint typecheck compose-check
+test: install lint imports typecheck compose-check
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: install

@@ -24,12 +24,12 @@ from aiokafka import AIOKafkaProducer
 from fastavro import schemaless_reader, schemaless_writer
 
 from trajstream.broker import LocalBroker
-from trajstream.codec import SingleObjectCodec
-from trajstream.events import Message, ModelInfo, ToolCall, ToolResponse, turn_record
-from trajstream.schemas import TURN, SchemaCatalog
-from trajstream.sdk import AsyncEmitter
 from trajstream.settings import Settings
-from trajstream.topics import EVENTS, create_topics
+from trajstream.topics import EVENTS_TOPIC, create_topics
+from trajstream_sdk import AsyncEmitter
+from trajstream_sdk.codec import SingleObjectCodec
+from trajstream_sdk.events import Message, ModelInfo, ToolCall, ToolResponse, turn_record
+from trajstream_sdk.schemas import TURN, SchemaCatalog
 
 SDK_TARGET = 0.70
 CODEC_TARGET = 0.80
@@ -100,7 +100,7 @@ async def sdk_rate(settings: Settings, payloads: list[tuple[bytes, bytes]], code
     """The SDK's publish path (back-pressure, delivery tracking, idempotent producer) on encoded events."""
     emitter = AsyncEmitter(settings, codec=codec, client_id="bench-sdk")
     await emitter.start()
-    topic = settings.topic(EVENTS)
+    topic = settings.topic(EVENTS_TOPIC)
     try:
         for key, value in payloads[:500]:  # warm up connections and metadata
             await emitter.send_encoded(value, key=key, topic=topic)
@@ -139,7 +139,7 @@ async def raw_rate(settings: Settings, payloads: list[tuple[bytes, bytes]]) -> f
         max_batch_size=settings.producer_max_batch_bytes,
     )
     await producer.start()
-    topic = settings.topic(EVENTS)
+    topic = settings.topic(EVENTS_TOPIC)
     try:
         for key, value in payloads[:500]:
             await producer.send(topic, value, key=key)

@@ -32,22 +32,21 @@ from typing import Any
 import httpx
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from consumers.clickhouse_rows import COLUMNS, Rows, scored_rows
-from consumers.clickhouse_sink import ClickHouseSink
-from consumers.clickhouse_store import connect, migrate, stored_bytes
-from consumers.embedding import Embedder
-from consumers.milvus_store import TRAJECTORIES, ensure_collections
-from consumers.recall import Recall
-from tests.pipeline_support import Pipeline, tool_trajectory
 from trajstream.broker import LocalBroker
-from trajstream.codec import codec_for
-from trajstream.events import Message, ToolCall, ToolResponse
-from trajstream.scoring.air import AirRules
-from trajstream.sdk import AsyncEmitter
+from trajstream.consumers.clickhouse_rows import COLUMNS, Rows, scored_rows
+from trajstream.consumers.clickhouse_sink import ClickHouseSink
+from trajstream.consumers.clickhouse_store import connect, migrate, stored_bytes
+from trajstream.consumers.embedding import Embedder
+from trajstream.consumers.milvus_store import TRAJECTORIES, ensure_collections
+from trajstream.consumers.recall import Recall
 from trajstream.settings import Settings
+from trajstream.streams.in_process import Pipeline
+from trajstream.streams.scoring.air import AirRules
+from trajstream.synthetic import tool_trajectory
 from trajstream.topics import create_topics
+from trajstream_sdk import AsyncEmitter
+from trajstream_sdk.codec import codec_for
+from trajstream_sdk.events import Message, ToolCall, ToolResponse
 
 BIN = Path(sys.executable).parent / "trajstream"
 TASKS = ["Refund order {n} that arrived damaged", "Reset the password of user {n}", "Book a flight for trip {n}",
@@ -193,8 +192,8 @@ def sink_throughput(base: Settings, trajectories: int, client: Any) -> tuple[flo
 def embedding_capacity(base: Settings, trajectories: int = 64) -> tuple[float, float, float]:
     """(texts per trajectory, texts/s, word pieces per text) for the texts the Milvus sink embeds, on an
     otherwise idle machine: the trajectory summary and one text per decision point, both cores."""
-    from consumers.summaries import decision_points, decision_text, trajectory_text
-    from trajstream.trajectory import TrajectoryView
+    from trajstream.assembled import TrajectoryView
+    from trajstream.consumers.summaries import decision_points, decision_text, trajectory_text
 
     codec = codec_for(base)
     pipeline = Pipeline(base, codec)

@@ -27,11 +27,11 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from trajstream.broker import LocalBroker
-from trajstream.codec import codec_for
-from trajstream.events import Message, ToolCall, ToolResponse, end_record, start_record, turn_record
 from trajstream.reader import topic_partitions
 from trajstream.settings import Settings
-from trajstream.topics import ASSEMBLED, EVENTS, create_topics
+from trajstream.topics import ASSEMBLED, EVENTS_TOPIC, create_topics
+from trajstream_sdk.codec import codec_for
+from trajstream_sdk.events import Message, ToolCall, ToolResponse, end_record, start_record, turn_record
 
 TARGET = 0.50
 
@@ -58,7 +58,7 @@ async def produce(settings: Settings, events: list[tuple[bytes, bytes]]) -> None
     await producer.start()
     try:
         for key, value in events:
-            await producer.send(settings.topic(EVENTS), value, key=key)
+            await producer.send(settings.topic(EVENTS_TOPIC), value, key=key)
         await producer.flush()
     finally:
         await producer.stop()
@@ -70,7 +70,7 @@ async def plain_consumer_rate(settings: Settings, expected: int) -> float:
         **settings.kafka_client_options(), group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
     )
     await consumer.start()
-    topic = settings.topic(EVENTS)
+    topic = settings.topic(EVENTS_TOPIC)
     try:
         tps = await topic_partitions(consumer, topic)
         consumer.assign(tps)

@@ -25,10 +25,7 @@ import socket
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 TARGET = 0.80
 SIZES = {  # hidden, layers, heads, kv heads, intermediate, vocab
@@ -42,7 +39,7 @@ def build(size: str, device: str) -> tuple[Any, Any, int]:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from trainer.tiny import build_tokenizer
+    from trajstream.trainer.tiny import build_tokenizer
 
     hidden, layers, heads, kv, inter, vocab = SIZES[size]
     tokenizer = build_tokenizer([f"w{i}" for i in range(vocab - 16)])
@@ -57,8 +54,8 @@ def build(size: str, device: str) -> tuple[Any, Any, int]:
 
 
 def rows(tokenizer: Any, n: int, prompt: int, completion: int, seed: int = 0) -> list[Any]:
-    from trainer.grpo import TrainingRow
-    from trainer.samples import TokenizedSample
+    from trajstream.trainer.grpo import TrainingRow
+    from trajstream.trainer.samples import TokenizedSample
 
     rng = random.Random(seed)
     vocab = len(tokenizer)
@@ -79,7 +76,7 @@ def baseline_class() -> type:
     from torch.utils.data import SequentialSampler
     from trl import GRPOTrainer  # type: ignore[attr-defined]
 
-    from trainer.grpo import collate
+    from trajstream.trainer.grpo import collate
 
     class PreparedGRPOTrainer(GRPOTrainer):
         """TRL's GRPOTrainer on batches prepared elsewhere: its loss and training step, no generation."""
@@ -128,7 +125,7 @@ def main() -> None:
     import torch
     from datasets import Dataset
 
-    from trainer.grpo import build_trainer, deepspeed_config, grpo_config
+    from trajstream.trainer.grpo import build_trainer, deepspeed_config, grpo_config
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from consumers.sinks_worker import api_url
+from trajstream.data_api import api_url
 from trajstream.errors import TrajstreamError
 from trajstream.settings import Settings
 
@@ -40,11 +40,11 @@ class DataAccess:
 
     def _stores(self) -> Any:
         if self._recall is None:
-            from consumers.clickhouse_store import connect, migrate
-            from consumers.embedding import Embedder
-            from consumers.milvus_store import connect as connect_milvus
-            from consumers.milvus_store import ensure_collections
-            from consumers.recall import Recall
+            from trajstream.consumers.clickhouse_store import connect, migrate
+            from trajstream.consumers.embedding import Embedder
+            from trajstream.consumers.milvus_store import connect as connect_milvus
+            from trajstream.consumers.milvus_store import ensure_collections
+            from trajstream.consumers.recall import Recall
 
             self._clickhouse = connect(self.settings)
             migrate(self._clickhouse, self.settings)
@@ -57,7 +57,7 @@ class DataAccess:
         if self.url:
             result: dict[str, Any] = self._post("/sql", {"query": query})
             return result
-        from consumers.clickhouse_store import connect, migrate, read_only_query
+        from trajstream.consumers.clickhouse_store import connect, migrate, read_only_query
 
         client = connect(self.settings)
         migrate(client, self.settings)

@@ -15,9 +15,9 @@ from typing import Any
 
 from aiohttp import web
 
-from consumers.clickhouse_store import read_only_query
-from consumers.milvus_store import TRAJECTORIES
-from consumers.recall import Recall, RecallError
+from trajstream.consumers.clickhouse_store import read_only_query
+from trajstream.consumers.milvus_store import TRAJECTORIES
+from trajstream.consumers.recall import Recall, RecallError
 from trajstream.errors import TrajstreamError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

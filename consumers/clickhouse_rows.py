@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from trajstream.codec import EventCodec
-from trajstream.events import content_kind
-from trajstream.schemas import CREDIT_ASSIGNMENT, ENRICHMENT_RESULT
-from trajstream.scoring.air import AirRules, air_rewards
-from trajstream.trajectory import TrajectoryView
+from trajstream.assembled import TrajectoryView
+from trajstream.streams.scoring.air import AirRules, air_rewards
+from trajstream_sdk.codec import EventCodec
+from trajstream_sdk.events import content_kind
+from trajstream_sdk.schemas import CREDIT_ASSIGNMENT, ENRICHMENT_RESULT
 
 COLUMNS: dict[str, list[str]] = {
     "trajectories": [

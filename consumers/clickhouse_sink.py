@@ -21,15 +21,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from clickhouse_connect.driver.client import Client
 
-from consumers.batching import fill_batch, next_offsets
-from consumers.clickhouse_rows import COLUMNS, Rows, dead_letter_row, delta_rows, scored_rows
-from trajstream.codec import EventCodec, codec_for
+from trajstream.consumers.batching import fill_batch, next_offsets
+from trajstream.consumers.clickhouse_rows import COLUMNS, Rows, dead_letter_row, delta_rows, scored_rows
 from trajstream.errors import CodecError
-from trajstream.events import dead_letter_record
-from trajstream.schemas import DEAD_LETTER, SCORED_TRAJECTORY
-from trajstream.scoring.air import AirRules
 from trajstream.settings import Settings
-from trajstream.topics import DEAD_LETTERS, SCORED
+from trajstream.streams.scoring.air import AirRules
+from trajstream.topics import CLICKHOUSE_SINK_GROUP, DEAD_LETTER_TOPIC, SCORED
+from trajstream_sdk.codec import EventCodec, codec_for
+from trajstream_sdk.events import dead_letter_record
+from trajstream_sdk.schemas import DEAD_LETTER, SCORED_TRAJECTORY
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class ClickHouseSink:
         self.db = settings.clickhouse_database
         self.air_rules = AirRules.from_settings(settings)
         self.scored_topic = settings.topic(SCORED)
-        self.dlq_topic = settings.topic(DEAD_LETTERS)
+        self.dlq_topic = settings.topic(DEAD_LETTER_TOPIC)
         self.stats = SinkStats()
 
     # --- one batch ---------------------------------------------------------------------------
@@ -202,8 +202,9 @@ class ClickHouseSink:
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         s = self.settings
         consumer = AIOKafkaConsumer(
-            self.scored_topic, self.dlq_topic, **s.kafka_client_options(), group_id=s.topic("sink-clickhouse"),
-            enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=s.sink_batch_rows,
+            self.scored_topic, self.dlq_topic, **s.kafka_client_options(),
+            group_id=s.consumer_group(CLICKHOUSE_SINK_GROUP), enable_auto_commit=False,
+            auto_offset_reset="earliest", max_poll_records=s.sink_batch_rows,
         )  # fmt: skip
         producer = AIOKafkaProducer(**s.durable_producer_options())
         await consumer.start()

@@ -19,7 +19,7 @@ from clickhouse_connect.driver.client import Client
 from trajstream.errors import TrajstreamError
 from trajstream.settings import Settings
 
-_MIGRATIONS_PACKAGE = "consumers.migrations"
+_MIGRATIONS_PACKAGE = "trajstream.consumers.migrations"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
@@ -81,6 +81,9 @@ def migrate(client: Client, settings: Settings) -> list[Migration]:
     """Apply the migrations not applied yet, in order; return them. An edited applied migration is an error."""
     db = settings.clickhouse_database
     client.command(f"CREATE DATABASE IF NOT EXISTS {db}")
+    # The project's database is the client's default from here on, so that a table named without its
+    # database (`trajstream sql "SELECT count() FROM trajectories"`) resolves there; the sinks name theirs.
+    client.database = db
     client.command(
         f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations (version UInt32, name String, checksum String, "
         "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = MergeTree ORDER BY version"

@@ -24,3 +24,12 @@ class LockedClient:
     def command(self, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
             return self._client.command(*args, **kwargs)
+
+    @property
+    def database(self) -> str | None:
+        return getattr(self._client, "database", None)
+
+    @database.setter
+    def database(self, name: str) -> None:
+        with self._lock:
+            self._client.database = name

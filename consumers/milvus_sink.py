@@ -16,16 +16,16 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 
-from consumers.batching import fill_batch, next_offsets
-from consumers.embedding import Embedder
-from consumers.milvus_store import DECISIONS, TRAJECTORIES, ensure_collections
-from consumers.summaries import decision_points, decision_text, trajectory_text
-from trajstream.codec import EventCodec, codec_for
+from trajstream.assembled import TrajectoryView
+from trajstream.consumers.batching import fill_batch, next_offsets
+from trajstream.consumers.embedding import Embedder
+from trajstream.consumers.milvus_store import DECISIONS, TRAJECTORIES, ensure_collections
+from trajstream.consumers.summaries import decision_points, decision_text, trajectory_text
 from trajstream.errors import CodecError
-from trajstream.schemas import SCORED_TRAJECTORY
 from trajstream.settings import Settings
-from trajstream.topics import SCORED
-from trajstream.trajectory import TrajectoryView
+from trajstream.topics import MILVUS_SINK_GROUP, SCORED
+from trajstream_sdk.codec import EventCodec, codec_for
+from trajstream_sdk.schemas import SCORED_TRAJECTORY
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class MilvusSink:
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         s = self.settings
         consumer = AIOKafkaConsumer(
-            s.topic(SCORED), **s.kafka_client_options(), group_id=s.topic("sink-milvus"),
+            s.topic(SCORED), **s.kafka_client_options(), group_id=s.consumer_group(MILVUS_SINK_GROUP),
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=s.sink_batch_rows,
         )  # fmt: skip
         await consumer.start()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from consumers.embedding import DIM
+from trajstream.consumers.embedding import DIM
 from trajstream.errors import TrajstreamError
 from trajstream.settings import Settings
 

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from consumers.embedding import Embedder
-from consumers.milvus_store import DECISIONS, TRAJECTORIES, quote
-from consumers.summaries import decision_text, state_text
+from trajstream.consumers.embedding import Embedder
+from trajstream.consumers.milvus_store import DECISIONS, TRAJECTORIES, quote
+from trajstream.consumers.summaries import decision_text, state_text
 from trajstream.errors import TrajstreamError
 from trajstream.settings import Settings
 

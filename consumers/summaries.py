@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from trajstream.events import content_kind
-from trajstream.trajectory import Step, TrajectoryView
+from trajstream.assembled import Step, TrajectoryView
+from trajstream_sdk.events import content_kind
 
 MAX_CHARS = 600  # the embedder reads 128 word pieces (consumers.embedding); the rest would be cut anyway
 

@@ -19,22 +19,22 @@ from typing import Any
 
 import faust
 
-from streams.assembly import Assembler, Input, Result
-from streams.ordered_consumer import BatchHandler, OrderedTransport
-from streams.scoring import Judge, Scorer
-from trajstream.codec import EventCodec, codec_for
+from trajstream.assembled import TrajectoryView
 from trajstream.settings import Settings
+from trajstream.streams.assembly import Assembler, Input, Result
+from trajstream.streams.ordered_consumer import BatchHandler, OrderedTransport
+from trajstream.streams.scoring.stage import Judge, Scorer
 from trajstream.topics import (
     ASSEMBLED,
     ASSEMBLY_CONTROL_TOPIC,
     ASSEMBLY_TABLE,
     ENRICHMENT_RESULTS,
-    EVENTS,
-    FEEDBACK,
+    EVENTS_TOPIC,
+    FEEDBACK_TOPIC,
     SCORING_TABLE,
     faust_app_id,
 )
-from trajstream.trajectory import TrajectoryView
+from trajstream_sdk.codec import EventCodec, codec_for
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,8 @@ def make_judge(settings: Settings) -> Judge | None:
     """The RULER-style group judge, when an LLM is configured."""
     if not settings.llm_configured:
         return None
-    from trajstream.enrichment.llm import build_client
-    from trajstream.scoring.rewards import judge_group
+    from trajstream.streams.enrichment.llm import build_client
+    from trajstream.streams.scoring.rewards import judge_group
 
     client = build_client(settings)
     model = settings.judge_model or settings.llm_model
@@ -131,7 +131,7 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
     )
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     assembly_source = app.topic(
-        settings.topic(EVENTS), settings.topic(FEEDBACK), settings.topic(ASSEMBLY_CONTROL_TOPIC), **raw
+        settings.topic(EVENTS_TOPIC), settings.topic(FEEDBACK_TOPIC), settings.topic(ASSEMBLY_CONTROL_TOPIC), **raw
     )
     scoring_source = app.topic(settings.topic(ASSEMBLED), settings.topic(ENRICHMENT_RESULTS), **raw)
     table_opts: dict[str, Any] = {"default": None, "partitions": settings.topic_partitions, "key_type": bytes,

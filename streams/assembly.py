@@ -17,10 +17,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from trajstream.codec import EventCodec
 from trajstream.errors import CodecError
-from trajstream.events import dead_letter_record
-from trajstream.schemas import (
+from trajstream.settings import Settings
+from trajstream.topics import (
+    ASSEMBLED,
+    ASSEMBLY_CONTROL_TOPIC,
+    DEAD_LETTER_TOPIC,
+    ENRICHMENT_REQUESTS,
+    EVENTS_TOPIC,
+    FEEDBACK_TOPIC,
+)
+from trajstream_sdk.codec import EventCodec
+from trajstream_sdk.events import dead_letter_record
+from trajstream_sdk.schemas import (
     ASSEMBLED_TRAJECTORY,
     ASSEMBLY_CONTROL,
     ASSEMBLY_STATE,
@@ -31,14 +40,11 @@ from trajstream.schemas import (
     TRAJECTORY_START,
     TURN,
 )
-from trajstream.settings import Settings
-from trajstream.topics import ASSEMBLED, ASSEMBLY_CONTROL_TOPIC, DEAD_LETTERS, ENRICHMENT_REQUESTS, EVENTS
-from trajstream.topics import FEEDBACK as FEEDBACK_TOPIC
 
 # A turn is stored as the agent's own bytes; assembly reads only what orders and dedupes it. Its
 # content is decoded downstream (scoring, enrichment), where a body that does not decode is dead-lettered.
 _READ_FIELDS = {TURN: frozenset({"event_id", "trajectory_id", "turn_index", "timestamp"})}
-_EVENT_TOPICS = {EVENTS: (TRAJECTORY_START, TURN, TRAJECTORY_END), FEEDBACK_TOPIC: (FEEDBACK,)}
+_EVENT_TOPICS = {EVENTS_TOPIC: (TRAJECTORY_START, TURN, TRAJECTORY_END), FEEDBACK_TOPIC: (FEEDBACK,)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +124,7 @@ class Assembler:
         self.topic_kind = {settings.topic(name): name for name in (*_EVENT_TOPICS, ASSEMBLY_CONTROL_TOPIC)}
         self.assembled_topic = settings.topic(ASSEMBLED)
         self.requests_topic = settings.topic(ENRICHMENT_REQUESTS)
-        self.dlq_topic = settings.topic(DEAD_LETTERS)
+        self.dlq_topic = settings.topic(DEAD_LETTER_TOPIC)
         self.control_topic = settings.topic(ASSEMBLY_CONTROL_TOPIC)
         self.timeout_ms = int(settings.assembly_inactivity_timeout_s * 1000)
 

@@ -7,27 +7,17 @@ Each test that needs topics gets its own topic prefix, so tests never see each o
 from __future__ import annotations
 
 import os
-import socket
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
+from tests.support.env import SCHEMAS, free_port
 from trajstream.broker import LocalBroker
-from trajstream.codec import SingleObjectCodec
-from trajstream.schemas import SchemaCatalog
-from trajstream.settings import PROJECT_ROOT, Settings
+from trajstream.settings import Settings
 from trajstream.topics import create_topics
-
-SCHEMAS = PROJECT_ROOT / "schemas"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from trajstream_sdk.codec import SingleObjectCodec
+from trajstream_sdk.schemas import SchemaCatalog
 
 
 @pytest.fixture(scope="session")
@@ -62,25 +52,3 @@ async def topics(broker_settings: Settings) -> AsyncIterator[Settings]:
     settings = broker_settings.model_copy(update={"topic_prefix": f"t{uuid.uuid4().hex[:10]}."})
     await create_topics(settings)
     yield settings
-
-
-def env_for(settings: Settings) -> dict[str, str]:
-    """Environment for a `trajstream` subprocess that talks to the same broker and topics."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAJSTREAM_")}
-    env.update(
-        {
-            "TRAJSTREAM_HOME": str(settings.home),
-            "TRAJSTREAM_BROKER_PORT": str(settings.broker_port),
-            "TRAJSTREAM_CONTROLLER_PORT": str(settings.controller_port),
-            "TRAJSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-            "TRAJSTREAM_TOPIC_PARTITIONS": str(settings.topic_partitions),
-        }
-    )
-    if settings.kafka_bootstrap:
-        env["TRAJSTREAM_KAFKA_BOOTSTRAP"] = settings.kafka_bootstrap
-    return env
-
-
-def trajstream_bin() -> Path:
-    """The console script installed beside the interpreter running the tests."""
-    return Path(sys.executable).parent / "trajstream"

@@ -1,5 +1,7 @@
-"""Online continual GRPO trainer on DeepSpeed, and model redeployment.
+"""Online GRPO on rolling windows of scored trajectories, model versions, serving and redeployment.
 
-Built so far (issue 5): GRPO grouping (task key, entity overlap), group-relative advantages,
-rolling windows and the offsets a trained window commits.
+``windows`` and ``loop`` (the Kafka side), ``grouping``, ``advantages``, ``samples``, ``offpolicy``,
+``grpo`` and ``window_training`` (TRL's losses under DeepSpeed), ``registry``, ``gate`` and ``announce``
+(versions), ``serve`` and ``vllm_deployer`` (serving), ``learn_demo`` and ``learn_env`` (the learning
+demo), ``tiny`` (small local models), ``commands`` (its CLI).
 """

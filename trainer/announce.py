@@ -6,11 +6,11 @@ import asyncio
 import time
 from typing import Any
 
-from trainer.registry import VersionInfo
-from trajstream.codec import EventCodec, codec_for
-from trajstream.schemas import MODEL_VERSION
-from trajstream.settings import Settings
 from trajstream.topics import MODEL_VERSIONS
+from trajstream.trainer.config import TrainerSettings
+from trajstream.trainer.registry import VersionInfo
+from trajstream_sdk.codec import EventCodec, codec_for
+from trajstream_sdk.schemas import MODEL_VERSION
 
 
 def version_event(info: VersionInfo, event: str, reason: str) -> dict[str, Any]:
@@ -21,13 +21,13 @@ def version_event(info: VersionInfo, event: str, reason: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-async def announce_async(settings: Settings, codec: EventCodec, producer: Any, info: VersionInfo, event: str,
+async def announce_async(settings: TrainerSettings, codec: EventCodec, producer: Any, info: VersionInfo, event: str,
                          reason: str) -> None:  # fmt: skip
     value = codec.encode(MODEL_VERSION, version_event(info, event, reason))
     await producer.send_and_wait(settings.topic(MODEL_VERSIONS), value, key=info.model_name.encode())
 
 
-def announce(settings: Settings, info: VersionInfo, event: str, reason: str) -> None:
+def announce(settings: TrainerSettings, info: VersionInfo, event: str, reason: str) -> None:
     from aiokafka import AIOKafkaProducer
 
     async def run() -> None:

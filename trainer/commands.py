@@ -7,18 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from trajstream.settings import Settings
-
-out = Console(soft_wrap=True)
+from trajstream.console import out, settings_of
+from trajstream.trainer.config import TrainerSettings
 
 
 def _registry(ctx: click.Context) -> Any:
-    from trainer.registry import Registry
+    from trajstream.trainer.registry import Registry
 
-    settings: Settings = ctx.obj
+    settings = TrainerSettings.extend(settings_of(ctx))
     return Registry(settings.registry_dir, settings.trainer_model_name)
 
 
@@ -50,7 +48,7 @@ def model_init(ctx: click.Context, source: Path | None, tiny_vocab: Path | None)
 
         info = registry.save(write, tokenizer, None, [], {})
     else:
-        from trainer.tiny import build_model, build_tokenizer, words
+        from trajstream.trainer.tiny import build_model, build_tokenizer, words
 
         assert tiny_vocab is not None
         tokenizer = build_tokenizer(words([tiny_vocab.read_text()]))
@@ -74,10 +72,10 @@ def model_list(ctx: click.Context) -> None:
 
 def _announce(ctx: click.Context, info: Any, event: str, reason: str) -> None:
     """Tell serving (model.versions) that the deployed version changed."""
-    from trainer.announce import announce
+    from trajstream.trainer.announce import announce
 
     try:
-        announce(ctx.obj, info, event, reason)
+        announce(TrainerSettings.extend(settings_of(ctx)), info, event, reason)
     except Exception as exc:  # the registry is changed either way; serving picks it up at its next event or start
         out.print(f"[yellow]warning:[/] could not announce {info.version} on Kafka: {exc}")
 
@@ -118,10 +116,10 @@ def trainer_worker(ctx: click.Context, windows: int | None) -> None:
     Windows close at TRAJSTREAM_TRAINER_WINDOW_COUNT trajectories or TRAJSTREAM_TRAINER_WINDOW_SECONDS;
     each trained window becomes a version that the gate deploys or rejects (TRAJSTREAM_GATE_*).
     """
-    from trainer.loop import TrainerLoop
     from trajstream.foreground import run_until_signalled
+    from trajstream.trainer.loop import TrainerLoop
 
-    loop = TrainerLoop(ctx.obj)
+    loop = TrainerLoop(TrainerSettings.extend(settings_of(ctx)))
     run_until_signalled(lambda stop: loop.run(stop, windows))
 
 
@@ -136,6 +134,10 @@ def serve(ctx: click.Context, host: str, port: int, concurrency: int) -> None:
     Reloads when a version is deployed or rolled back (model.versions), without dropping requests; every
     response carries model_version, and logprobs=true returns each sampled token's id and log-probability.
     """
-    from trainer.serve import run_server
+    from trajstream.trainer.serve import run_server
 
-    run_server(ctx.obj, host, port, concurrency)
+    run_server(TrainerSettings.extend(settings_of(ctx)), host, port, concurrency)
+
+
+WORKERS = (trainer_worker,)
+COMMANDS = (model, serve)

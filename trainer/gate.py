@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from trainer.samples import TokenizedSample
+from trajstream.trainer.samples import TokenizedSample
 
 
 @dataclass(frozen=True)

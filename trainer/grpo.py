@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from trainer.offpolicy import truncated_weights
-from trainer.samples import TokenizedSample, per_token
+from trajstream.trainer.offpolicy import truncated_weights
+from trajstream.trainer.samples import TokenizedSample, per_token
 
 LossType = Literal["grpo", "dapo", "dr_grpo", "gspo"]
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trajstream.settings import Settings
+from trajstream.trainer.config import TrainerSettings
 
 AGENT_ID = "learn-demo"
 MIN_TRAJECTORIES = 40
@@ -47,10 +48,10 @@ class Curve:
         return "  ".join(f"{v} {self.rate(v):.0f}% ({len(self.attempts[v])})" for v in self.versions())
 
 
-def learn_settings(base: Settings) -> Settings:
+def learn_settings(base: Settings) -> TrainerSettings:
     """The demo's training settings: a model line of its own per run (so each run starts from a fresh v1 and
     reads only its own trajectories), small windows, a learning rate for a small model, the gate on."""
-    return base.model_copy(update={
+    return TrainerSettings.extend(base, **{
         "trainer_model_name": f"learn-{time.strftime('%Y%m%d-%H%M%S')}", "trainer_start": "latest",
         "trainer_window_count": 48, "trainer_window_seconds": 60.0,
         "trainer_learning_rate": 3e-4, "trainer_epochs": 4, "trainer_heldout_fraction": 0.25,
@@ -59,10 +60,10 @@ def learn_settings(base: Settings) -> Settings:
     })  # fmt: skip
 
 
-def register_first_version(settings: Settings, progress: Callable[[str], None]) -> None:
-    from trainer.learn_env import vocabulary, warm_up
-    from trainer.registry import Registry
-    from trainer.tiny import build_model, build_tokenizer
+def register_first_version(settings: TrainerSettings, progress: Callable[[str], None]) -> None:
+    from trajstream.trainer.learn_env import vocabulary, warm_up
+    from trajstream.trainer.registry import Registry
+    from trajstream.trainer.tiny import build_model, build_tokenizer
 
     registry = Registry(settings.registry_dir, settings.trainer_model_name)
     deployed = registry.deployed()
@@ -78,11 +79,11 @@ def register_first_version(settings: Settings, progress: Callable[[str], None]) 
              f"30% of the time; loss {loss:.3f})")  # fmt: skip
 
 
-async def agent(settings: Settings, base_url: str, emitter: Any, curve: Curve, stop: asyncio.Event,
+async def agent(settings: TrainerSettings, base_url: str, emitter: Any, curve: Curve, stop: asyncio.Event,
                 rng: random.Random) -> None:  # fmt: skip
     import openai
 
-    from trainer.learn_env import TASKS, check, messages
+    from trajstream.trainer.learn_env import TASKS, check, messages
 
     client = openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=2)
     while not stop.is_set():
@@ -125,14 +126,14 @@ def run_learn_demo(base: Settings, minutes: float, agents: int, out: Any, err: A
     return gain
 
 
-async def _loop(settings: Settings, minutes: float, agents: int, curve: Curve, out: Any) -> None:
+async def _loop(settings: TrainerSettings, minutes: float, agents: int, curve: Curve, out: Any) -> None:
     from aiohttp import web
 
-    from trainer.loop import TrainerLoop
-    from trainer.registry import Registry
-    from trainer.serve import ModelServer, watch_announcements
-    from trajstream.codec import codec_for
-    from trajstream.sdk.emitter import AsyncEmitter
+    from trajstream.trainer.loop import TrainerLoop
+    from trajstream.trainer.registry import Registry
+    from trajstream.trainer.serve import ModelServer, watch_announcements
+    from trajstream_sdk.codec import codec_for
+    from trajstream_sdk.emitter import AsyncEmitter
 
     codec = codec_for(settings)
     server = ModelServer(Registry(settings.registry_dir, settings.trainer_model_name), settings.trainer_model_name,
@@ -167,10 +168,10 @@ async def _loop(settings: Settings, minutes: float, agents: int, curve: Curve, o
         await runner.cleanup()
 
 
-def _clickhouse_curve(settings: Settings, since: float) -> str:
+def _clickhouse_curve(settings: TrainerSettings, since: float) -> str:
     """Success rate per model version in ClickHouse, for this run (its model line's versions are named
     v1, v2... like every other line's, so the run is told apart by time)."""
-    from consumers.access import DataAccess
+    from trajstream.consumers.access import DataAccess
 
     db = settings.clickhouse_database
     result = DataAccess(settings).sql(

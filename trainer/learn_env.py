@@ -44,7 +44,7 @@ def check(task: str, answer: str) -> bool:
 
 
 def vocabulary() -> list[str]:
-    from trainer.tiny import words
+    from trajstream.trainer.tiny import words
 
     return words([SYSTEM, *TASKS, "call", *TOOLS])
 

@@ -29,15 +29,15 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from trainer.announce import announce_async
-from trainer.registry import Registry
-from trainer.window_training import WindowReport, WindowTrainer
-from trainer.windows import Position, Window, WindowBuilder
-from trajstream.codec import EventCodec, codec_for
-from trajstream.events import dead_letter_record
-from trajstream.schemas import DEAD_LETTER
-from trajstream.settings import Settings
-from trajstream.topics import DEAD_LETTERS, SCORED
+from trajstream.topics import DEAD_LETTER_TOPIC, SCORED, trainer_group
+from trajstream.trainer.announce import announce_async
+from trajstream.trainer.config import TrainerSettings
+from trajstream.trainer.registry import Registry
+from trajstream.trainer.window_training import WindowReport, WindowTrainer
+from trajstream.trainer.windows import Position, Window, WindowBuilder
+from trajstream_sdk.codec import EventCodec, codec_for
+from trajstream_sdk.events import dead_letter_record
+from trajstream_sdk.schemas import DEAD_LETTER
 
 KEEP_WINDOW_IDS = 10_000
 
@@ -64,7 +64,8 @@ class Checkpoint:
 
 
 class TrainerLoop:
-    def __init__(self, settings: Settings, codec: EventCodec | None = None, progress: Callable[[str], None] = print,
+    def __init__(self, settings: TrainerSettings, codec: EventCodec | None = None,
+                 progress: Callable[[str], None] = print,
                  after_checkpoint: Callable[[WindowReport], None] | None = None):  # fmt: skip
         self.settings = settings
         self.codec = codec or codec_for(settings)
@@ -78,7 +79,7 @@ class TrainerLoop:
     async def run(self, stop: asyncio.Event, max_windows: int | None = None) -> None:
         s = self.settings
         consumer = AIOKafkaConsumer(
-            s.topic(SCORED), **s.kafka_client_options(), group_id=s.topic(f"trainer-{s.trainer_model_name}"),
+            s.topic(SCORED), **s.kafka_client_options(), group_id=s.consumer_group(trainer_group(s.trainer_model_name)),
             enable_auto_commit=False, auto_offset_reset=s.trainer_start,
         )  # fmt: skip
         producer = AIOKafkaProducer(**s.durable_producer_options())
@@ -150,4 +151,4 @@ class TrainerLoop:
                 stage="trainer", reason=reason, error_type="MalformedEventError", source=position.topic,
                 source_partition=position.partition, source_offset=position.offset, payload=window.items[index],
             )  # fmt: skip
-            await producer.send_and_wait(s.topic(DEAD_LETTERS), self.codec.encode(DEAD_LETTER, letter))
+            await producer.send_and_wait(s.topic(DEAD_LETTER_TOPIC), self.codec.encode(DEAD_LETTER, letter))

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from trainer.samples import TokenizedSample
+from trajstream.trainer.samples import TokenizedSample
 
 
 @dataclass

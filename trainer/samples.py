@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from trajstream.events import content_kind
-from trajstream.trajectory import TrajectoryView
+from trajstream.assembled import TrajectoryView
+from trajstream_sdk.events import content_kind
 
 
 @dataclass(frozen=True)

@@ -23,12 +23,12 @@ from typing import Any
 
 from aiohttp import web
 
-from trainer.registry import Registry
-from trajstream.codec import EventCodec
 from trajstream.errors import CodecError
-from trajstream.schemas import MODEL_VERSION
-from trajstream.settings import Settings
 from trajstream.topics import MODEL_VERSIONS
+from trajstream.trainer.config import TrainerSettings
+from trajstream.trainer.registry import Registry
+from trajstream_sdk.codec import EventCodec
+from trajstream_sdk.schemas import MODEL_VERSION
 
 log = logging.getLogger(__name__)
 RELOAD_ON = ("deployed", "rolled_back")
@@ -174,7 +174,9 @@ class ModelServer:
         return app
 
 
-async def watch_announcements(server: ModelServer, settings: Settings, codec: EventCodec, stop: asyncio.Event) -> None:
+async def watch_announcements(
+    server: ModelServer, settings: TrainerSettings, codec: EventCodec, stop: asyncio.Event
+) -> None:
     """Reload on each deployed or rolled_back event for the served model line on ``model.versions``."""
     from aiokafka import AIOKafkaConsumer
 
@@ -197,10 +199,10 @@ async def watch_announcements(server: ModelServer, settings: Settings, codec: Ev
         await consumer.stop()
 
 
-def run_server(settings: Settings, host: str, port: int, concurrency: int) -> None:
+def run_server(settings: TrainerSettings, host: str, port: int, concurrency: int) -> None:
     """Serve until SIGTERM or SIGINT, reloading on announcements."""
-    from trajstream.codec import codec_for
     from trajstream.foreground import run_until_signalled
+    from trajstream_sdk.codec import codec_for
 
     async def work(stop: asyncio.Event) -> None:
         server = ModelServer(Registry(settings.registry_dir, settings.trainer_model_name),

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from trainer.registry import VersionInfo
+from trajstream.trainer.registry import VersionInfo
 
 
 class DeployError(RuntimeError):

@@ -13,18 +13,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainer.advantages import group_advantages, step_advantages
-from trainer.gate import Verdict, judge
-from trainer.grouping import Sample, make_groups
-from trainer.grpo import TrainingRow, build_trainer, deepspeed_config, grpo_config
-from trainer.offpolicy import drop_stale
-from trainer.registry import Registry, VersionInfo
-from trainer.samples import TokenizedSample, step_count, tokenize
-from trajstream.codec import EventCodec
+from trajstream.assembled import TrajectoryView
 from trajstream.errors import CodecError, TrajstreamError
-from trajstream.schemas import CREDIT_ASSIGNMENT, SCORED_TRAJECTORY
-from trajstream.settings import Settings
-from trajstream.trajectory import TrajectoryView
+from trajstream.trainer.advantages import group_advantages, step_advantages
+from trajstream.trainer.config import TrainerSettings
+from trajstream.trainer.gate import Verdict, judge
+from trajstream.trainer.grouping import Sample, make_groups
+from trajstream.trainer.grpo import TrainingRow, build_trainer, deepspeed_config, grpo_config
+from trajstream.trainer.offpolicy import drop_stale
+from trajstream.trainer.registry import Registry, VersionInfo
+from trajstream.trainer.samples import TokenizedSample, step_count, tokenize
+from trajstream_sdk.codec import EventCodec
+from trajstream_sdk.schemas import CREDIT_ASSIGNMENT, SCORED_TRAJECTORY
 
 DECISION_METHOD = "decision"  # the credit method preferred when enrichment produced it
 
@@ -84,7 +84,7 @@ def heldout(trajectory_id: str, fraction: float) -> bool:
 
 
 class WindowTrainer:
-    def __init__(self, settings: Settings, codec: EventCodec, registry: Registry,
+    def __init__(self, settings: TrainerSettings, codec: EventCodec, registry: Registry,
                  progress: Callable[[str], None] = print):  # fmt: skip
         self.settings = settings
         self.codec = codec

@@ -62,6 +62,20 @@ class BrokerStatus:
     detail: str = ""
 
 
+# Kafka's Uuid.randomUuid rule: never the zero id, nor the metadata topic's (0, 1), nor one whose
+# URL-safe base64 form starts with "-" (command-line parsers take that for an option).
+_RESERVED_IDS = (bytes(16), bytes(15) + b"\x01")
+
+
+def new_cluster_id(random_bytes: Callable[[], bytes] = lambda: uuid.uuid4().bytes) -> str:
+    """A KRaft cluster id as Kafka makes one: 16 random bytes, URL-safe base64 without padding."""
+    while True:
+        raw = random_bytes()
+        cluster_id = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        if raw not in _RESERVED_IDS and not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class LocalBroker:
     """Start, stop and inspect the local broker. Safe to call from several processes at once."""
 
@@ -193,14 +207,15 @@ class LocalBroker:
     def _classpath(self, jars: list[Path]) -> str:
         return os.pathsep.join(str(j) for j in jars)
 
-    def _format_once(self, jars: list[Path]) -> None:
+    def _format_once(self, jars: list[Path], cluster_id: str | None = None) -> None:
         if (self.data_dir / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = cluster_id or new_cluster_id()
         self.progress(f"formatting broker storage in {self.data_dir} (cluster {cluster_id})")
         cmd = [
             self.settings.java, f"-Dlog4j2.configurationFile={self.log_config}", "-cp", self._classpath(jars),
-            "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.properties),
+            # "--cluster-id=ID" in one word: an id may start with "-", which the tool would read as an option.
+            "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(self.properties),
         ]  # fmt: skip
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if result.returncode != 0:

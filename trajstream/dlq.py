@@ -7,12 +7,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from trajstream.codec import EventCodec
 from trajstream.errors import TrajstreamError
 from trajstream.reader import read_topic
-from trajstream.schemas import DEAD_LETTER
 from trajstream.settings import Settings
-from trajstream.topics import DEAD_LETTERS
+from trajstream.topics import DEAD_LETTER_TOPIC
+from trajstream_sdk.codec import EventCodec
+from trajstream_sdk.schemas import DEAD_LETTER
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ async def list_letters(
     settings: Settings, codec: EventCodec, stage: str | None = None, error_type: str | None = None
 ) -> list[Letter]:
     letters = []
-    async for rec in read_topic(settings, settings.topic(DEAD_LETTERS), codec):
+    async for rec in read_topic(settings, settings.topic(DEAD_LETTER_TOPIC), codec):
         if rec.event is None or rec.event.name != DEAD_LETTER:
             continue  # an undecodable dead letter cannot be replayed; `list` shows only readable ones
         body = rec.event.record

@@ -32,7 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from trajstream.errors import CodecError, InputRecordError
-from trajstream.events import (
+from trajstream.topics import DEAD_LETTER_TOPIC
+from trajstream_sdk.emitter import AsyncEmitter
+from trajstream_sdk.events import (
     ENVIRONMENTS,
     OUTCOMES,
     Message,
@@ -42,10 +44,8 @@ from trajstream.events import (
     start_record,
     turn_record,
 )
-from trajstream.schemas import DEAD_LETTER, TRAJECTORY_END, TRAJECTORY_START, TURN
-from trajstream.sdk.emitter import AsyncEmitter
-from trajstream.sdk.openai_chat import ChatRecorder
-from trajstream.topics import DEAD_LETTERS
+from trajstream_sdk.openai_chat import ChatRecorder
+from trajstream_sdk.schemas import DEAD_LETTER, TRAJECTORY_END, TRAJECTORY_START, TURN
 
 Event = tuple[str, dict[str, Any]]
 
@@ -195,7 +195,7 @@ async def emit_file(
     A trajectory's events are all encoded before the first is sent, so a line is sent whole or not at all.
     """
     summary = EmitSummary()
-    dlq_topic = emitter.settings.topic(DEAD_LETTERS)
+    dlq_topic = emitter.settings.topic(DEAD_LETTER_TOPIC)
     for number, raw in iter_lines(path):
         summary.lines += 1
         if on_line is not None:

@@ -1,42 +1,38 @@
-"""Typed errors. Each names the problem so that a consumer can dead-letter the input and go on."""
+"""The platform's errors, on the SDK's hierarchy: everything derives from ``TrajstreamError``.
+
+The SDK's errors are re-exported so that platform code imports every error from this one module.
+"""
 
 from __future__ import annotations
 
+from trajstream_sdk.errors import (
+    CodecError,
+    ConfigurationError,
+    DeliveryError,
+    EncodeError,
+    EventTooLargeError,
+    MalformedEventError,
+    SchemaError,
+    TrajstreamError,
+    UnexpectedEventTypeError,
+    UnknownSchemaError,
+)
 
-class TrajstreamError(Exception):
-    """Base class of every error trajstream raises on purpose."""
-
-
-class ConfigurationError(TrajstreamError):
-    """The settings or the environment do not allow the operation."""
-
-
-class SchemaError(TrajstreamError):
-    """A schema file is missing, unreadable or invalid."""
-
-
-class CodecError(TrajstreamError):
-    """Bytes could not be turned into an event, or an event into bytes."""
-
-
-class MalformedEventError(CodecError):
-    """The bytes are not a valid encoded event (wrong marker, truncated, corrupt body)."""
-
-
-class UnknownSchemaError(CodecError):
-    """The event names a writer schema (fingerprint or registry id) that this reader does not know."""
-
-
-class UnexpectedEventTypeError(CodecError):
-    """The event decoded fine but is not of the record type the caller asked for."""
-
-
-class EncodeError(CodecError):
-    """A record does not fit its schema."""
-
-
-class EventTooLargeError(EncodeError):
-    """An encoded event exceeds the configured maximum size."""
+__all__ = [
+    "BrokerError",
+    "CodecError",
+    "ConfigurationError",
+    "DeliveryError",
+    "EncodeError",
+    "EventTooLargeError",
+    "InputRecordError",
+    "MalformedEventError",
+    "PortInUseError",
+    "SchemaError",
+    "TrajstreamError",
+    "UnexpectedEventTypeError",
+    "UnknownSchemaError",
+]
 
 
 class BrokerError(TrajstreamError):
@@ -45,10 +41,6 @@ class BrokerError(TrajstreamError):
 
 class PortInUseError(BrokerError):
     """A port the local broker needs is taken by another process."""
-
-
-class DeliveryError(TrajstreamError):
-    """Events could not be delivered to Kafka after the producer's retries."""
 
 
 class InputRecordError(TrajstreamError):

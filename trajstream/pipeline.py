@@ -26,11 +26,14 @@ from trajstream.settings import Settings
 from trajstream.topics import (
     ASSEMBLED,
     ASSEMBLY_CONTROL_TOPIC,
-    DEAD_LETTERS,
+    CLICKHOUSE_SINK_GROUP,
+    DEAD_LETTER_TOPIC,
+    ENRICHMENT_GROUP,
     ENRICHMENT_REQUESTS,
     ENRICHMENT_RESULTS,
-    EVENTS,
-    FEEDBACK,
+    EVENTS_TOPIC,
+    FEEDBACK_TOPIC,
+    MILVUS_SINK_GROUP,
     SCORED,
     create_topics,
     faust_app_id,
@@ -50,9 +53,10 @@ class Part:
 
 PARTS = (
     Part("streams", ("worker", "streams", "--loglevel", "info"), faust_app_id,
-         (EVENTS, FEEDBACK, ASSEMBLY_CONTROL_TOPIC, ASSEMBLED, ENRICHMENT_RESULTS), "[^Worker]: Ready"),
-    Part("enrich", ("worker", "enrich"), lambda s: s.topic("enrichment"), (ENRICHMENT_REQUESTS,), "enrichment worker"),
-    Part("sinks", ("worker", "sinks"), lambda s: s.topic("sink-clickhouse"), (SCORED, DEAD_LETTERS),
+         (EVENTS_TOPIC, FEEDBACK_TOPIC, ASSEMBLY_CONTROL_TOPIC, ASSEMBLED, ENRICHMENT_RESULTS), "[^Worker]: Ready"),
+    Part("enrich", ("worker", "enrich"), lambda s: s.consumer_group(ENRICHMENT_GROUP), (ENRICHMENT_REQUESTS,),
+         "enrichment worker"),
+    Part("data", ("worker", "data"), lambda s: s.consumer_group(CLICKHOUSE_SINK_GROUP), (SCORED, DEAD_LETTER_TOPIC),
          "data worker ready"),
 )  # fmt: skip
 
@@ -155,9 +159,11 @@ async def _lag(settings: Settings, group: str, topics: tuple[str, ...]) -> int |
 
     admin = AIOKafkaAdminClient(**settings.kafka_client_options())
     consumer = AIOKafkaConsumer(**settings.kafka_client_options(), group_id=None, enable_auto_commit=False)
-    await admin.start()
-    await consumer.start()
     try:
+        # Started inside the try: a client whose start failed (no broker) is closed all the same, else
+        # aiokafka reports an "Unclosed AIOKafkaConsumer" when it is collected.
+        await admin.start()
+        await consumer.start()
         from trajstream.reader import topic_partitions
 
         committed = await admin.list_consumer_group_offsets(group)
@@ -186,8 +192,8 @@ def status(settings: Settings) -> list[PartStatus]:
         except Exception:  # no broker: the lag is unknown, the process table still tells something
             lag = None
         detail = "running" if pid else "not running"
-        if part.name == "sinks" and pid:
-            from consumers.sinks_worker import api_url
+        if part.name == "data" and pid:
+            from trajstream.data_api import api_url
 
             url = api_url(settings)
             try:
@@ -195,7 +201,7 @@ def status(settings: Settings) -> list[PartStatus]:
                     health = httpx.get(f"{url}/health", timeout=3).json()
                     detail = f"API {url}, {health['sinks']['clickhouse']['trajectories']} trajectories landed"
                 with contextlib.suppress(Exception):  # the lag above is ClickHouse's; Milvus has its own group
-                    milvus_lag = asyncio.run(_lag(settings, settings.topic("sink-milvus"), (SCORED,)))
+                    milvus_lag = asyncio.run(_lag(settings, settings.consumer_group(MILVUS_SINK_GROUP), (SCORED,)))
                     detail += f"; Milvus sink lag {milvus_lag}"
             except (httpx.HTTPError, KeyError, TypeError, ValueError):
                 detail = "running, API not answering"

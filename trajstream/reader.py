@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from trajstream.codec import DecodedEvent, EventCodec
 from trajstream.errors import CodecError
 from trajstream.settings import Settings
+from trajstream_sdk.codec import DecodedEvent, EventCodec
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,12 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# The repository checkout that holds schemas/ and kafka/: the package is installed editable.
+from trajstream_sdk.config import PACKAGED_SCHEMAS, EmitterConfig, dead_letter_max_bytes, kafka_client_options
+
+# The repository checkout that holds kafka/ (the local broker's pom) and examples/.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The emitter's fields (connection, producer, schemas) take their defaults from the SDK: one set of defaults.
+_SDK = EmitterConfig()
 
 
 class Settings(BaseSettings):
@@ -22,7 +26,10 @@ class Settings(BaseSettings):
 
     # --- state ---------------------------------------------------------------------------
     home: Path = Field(default=Path(".trajstream"), description="State directory (broker data, logs).")
-    schemas_dir: Path = Field(default=PROJECT_ROOT / "schemas", description="Directory of versioned .avsc files.")
+    schemas_dir: Path = Field(
+        default=PACKAGED_SCHEMAS,
+        description="Directory of versioned .avsc files (default: the SDK's copy of schemas/).",
+    )
 
     # --- Kafka connection ----------------------------------------------------------------
     kafka_bootstrap: str | None = Field(
@@ -48,7 +55,7 @@ class Settings(BaseSettings):
     java: str = "java"
 
     # --- topics ------------------------------------------------------------------------
-    topic_prefix: str = "trajstream."
+    topic_prefix: str = _SDK.topic_prefix
     topic_partitions: int = Field(default=6, ge=1)
     topic_replication: int = Field(default=1, ge=1)
     topic_retention_ms: int = Field(default=7 * 24 * 3600 * 1000, description="-1 keeps events forever.")
@@ -63,14 +70,16 @@ class Settings(BaseSettings):
     schema_registry_password: SecretStr | None = None
 
     # --- SDK producer --------------------------------------------------------------------
-    producer_linger_ms: int = Field(default=5, ge=0)
-    producer_max_batch_bytes: int = Field(default=512 * 1024, ge=1024)
+    producer_linger_ms: int = Field(default=_SDK.producer_linger_ms, ge=0)
+    producer_max_batch_bytes: int = Field(default=_SDK.producer_max_batch_bytes, ge=1024)
     producer_compression: Literal["none", "gzip"] = "none"
-    producer_request_timeout_ms: int = Field(default=30_000, ge=1000)
+    producer_request_timeout_ms: int = Field(default=_SDK.producer_request_timeout_ms, ge=1000)
     sdk_max_buffered_events: int = Field(
-        default=10_000, ge=1, description="Events accepted but not yet acknowledged before emit() waits."
+        default=_SDK.sdk_max_buffered_events,
+        ge=1,
+        description="Events accepted but not yet acknowledged before emit() waits.",
     )
-    max_event_bytes: int = Field(default=1024 * 1024, ge=1024, description="Largest single encoded event.")
+    max_event_bytes: int = Field(default=_SDK.max_event_bytes, ge=1024, description="Largest single encoded event.")
 
     # --- assembly (streams) ----------------------------------------------------------------
     assembly_app_id: str = Field(default="trajstream-assembly", description="Faust app id (consumer group).")
@@ -140,38 +149,15 @@ class Settings(BaseSettings):
 
     @property
     def dead_letter_max_bytes(self) -> int:
-        """A dead letter wraps a whole rejected input, so it may be twice the event limit (plus framing)."""
-        return self.max_event_bytes * 2 + 64 * 1024
+        return dead_letter_max_bytes(self.max_event_bytes)
+
+    def schema_registry_secret(self) -> str | None:
+        return self.schema_registry_password.get_secret_value() if self.schema_registry_password else None
 
     @property
     def bootstrap(self) -> str:
         """Where clients connect: the external cluster, or the local broker."""
         return self.kafka_bootstrap or f"{self.broker_host}:{self.broker_port}"
-
-    # --- trainer (issue 5) --------------------------------------------------------------------------
-    trainer_model_name: str = Field(default="policy", description="The model line the trainer improves.")
-    trainer_registry: Path | None = Field(default=None, description="Model registry directory (default: HOME/models).")
-    trainer_window_count: int = Field(
-        default=64, ge=2, description="A training window closes at this many trajectories."
-    )
-    trainer_window_seconds: float = Field(default=60.0, gt=0, description="... or this long after its first one.")
-    trainer_group_by: Literal["task", "entities"] = "task"
-    trainer_start: Literal["earliest", "latest"] = Field(
-        default="earliest", description="Where a trainer with no committed offset starts reading scored trajectories."
-    )
-    trainer_entity_threshold: float = Field(default=0.3, ge=0, le=1, description="Jaccard overlap to join a group.")
-    trainer_loss: Literal["grpo", "dapo", "dr_grpo", "gspo"] = "grpo"
-    trainer_beta: float = Field(default=0.0, ge=0, description="KL penalty to the reference model (0: none).")
-    trainer_is_cap: float = Field(default=2.0, ge=1, description="Truncation of the off-policy importance weights.")
-    trainer_max_version_lag: int = Field(default=4, ge=0, description="Older behaviour versions are dropped.")
-    trainer_zero_stage: int = Field(default=0, ge=0, le=3, description="DeepSpeed ZeRO stage.")
-    trainer_learning_rate: float = Field(default=1e-5, gt=0)
-    trainer_epochs: int = Field(default=1, ge=1, description="Steps on each window (the whole window per step).")
-    trainer_heldout_fraction: float = Field(
-        default=0.25, ge=0, lt=1, description="Share of a window the gate judges on."
-    )
-    gate_min_gain: float = Field(default=0.0, description="Held-out reward a version must gain over the deployed one.")
-    gate_max_kl: float = Field(default=0.05, gt=0, description="Largest KL from the deployed version the gate accepts.")
 
     @property
     def uses_external_kafka(self) -> bool:
@@ -179,32 +165,21 @@ class Settings(BaseSettings):
 
     def kafka_client_options(self) -> dict[str, Any]:
         """Connection and security options shared by every aiokafka client."""
-        opts: dict[str, Any] = {
-            "bootstrap_servers": self.bootstrap,
-            "security_protocol": self.security_protocol,
-        }
-        if self.security_protocol in ("SSL", "SASL_SSL"):
-            from aiokafka.helpers import create_ssl_context
-
-            opts["ssl_context"] = create_ssl_context(
-                cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
-                certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
-                keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
-            )
-        if self.security_protocol.startswith("SASL"):
-            opts["sasl_mechanism"] = self.sasl_mechanism or "PLAIN"
-            opts["sasl_plain_username"] = self.sasl_username
-            opts["sasl_plain_password"] = self.sasl_password.get_secret_value() if self.sasl_password else None
-        return opts
+        password = self.sasl_password.get_secret_value() if self.sasl_password else None
+        return kafka_client_options(
+            self.bootstrap, self.security_protocol, self.sasl_mechanism, self.sasl_username, password,
+            self.ssl_cafile, self.ssl_certfile, self.ssl_keyfile,
+        )  # fmt: skip
 
     def durable_producer_options(self) -> dict[str, Any]:
         """A producer that loses and duplicates nothing, with room for dead letters (which wrap an input)."""
         return {**self.kafka_client_options(), "enable_idempotence": True, "acks": "all",
                 "max_request_size": self.dead_letter_max_bytes}  # fmt: skip
 
-    @property
-    def registry_dir(self) -> Path:
-        return self.trainer_registry or self.home / "models"
-
     def topic(self, name: str) -> str:
+        """A topic's full name: the deployment's prefix, then the name."""
+        return f"{self.topic_prefix}{name}"
+
+    def consumer_group(self, name: str) -> str:
+        """A consumer group's full name: prefixed like the topics, so two deployments never share a group."""
         return f"{self.topic_prefix}{name}"

@@ -10,6 +10,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from trajstream.errors import ConfigurationError
 from trajstream.settings import Settings
+from trajstream_sdk import config as sdk_config
 
 
 @dataclass(frozen=True)
@@ -24,9 +25,9 @@ class TopicSpec:
 # Start, turn and end events of one trajectory share one topic (keyed by trajectory id) so that
 # they land on one partition and are read in the order the agent wrote them; the reader tells the
 # record types apart by their schema fingerprint.
-EVENTS = "events"
-FEEDBACK = "feedback"
-DEAD_LETTERS = "deadletter"
+EVENTS_TOPIC = sdk_config.EVENTS_TOPIC  # the emitter's two topics are named by the SDK
+FEEDBACK_TOPIC = sdk_config.FEEDBACK_TOPIC
+DEAD_LETTER_TOPIC = "deadletter"
 ASSEMBLED = "trajectories.assembled"
 ENRICHMENT_REQUESTS = "enrichment.requests"
 ENRICHMENT_RESULTS = "enrichment.results"
@@ -35,16 +36,28 @@ SCORED = "trajectories.scored"
 MODEL_VERSIONS = "model.versions"
 ASSEMBLY_CONTROL_TOPIC = "assembly.control"
 
-# Faust apps are named after the topic prefix (so that two deployments never share a consumer
-# group), and Faust names a table's changelog "<app id>-<table>-changelog".
+# Consumer groups (after the prefix, Settings.consumer_group): the Faust app id is the streams group,
+# and Faust names a table's changelog "<app id>-<table>-changelog".
 STREAMS_APP = "streams"
+ENRICHMENT_GROUP = "enrichment"
+CLICKHOUSE_SINK_GROUP = "sink-clickhouse"
+MILVUS_SINK_GROUP = "sink-milvus"
+
+
+def trainer_group(model_name: str) -> str:
+    """The trainer of each model line reads the scored trajectories in its own group."""
+    return f"trainer-{model_name}"
+
+
 ASSEMBLY_TABLE = "assembly"
 SCORING_TABLE = "scoring"
 
 TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec(EVENTS, "Agent events: trajectory start, turns and end, keyed by trajectory id."),
-    TopicSpec(FEEDBACK, "Late rewards and reviews for finished trajectories, keyed by trajectory id."),
-    TopicSpec(DEAD_LETTERS, "Input any stage rejected, with the original bytes and the reason.", dead_letters=True),
+    TopicSpec(EVENTS_TOPIC, "Agent events: trajectory start, turns and end, keyed by trajectory id."),
+    TopicSpec(FEEDBACK_TOPIC, "Late rewards and reviews for finished trajectories, keyed by trajectory id."),
+    TopicSpec(
+        DEAD_LETTER_TOPIC, "Input any stage rejected, with the original bytes and the reason.", dead_letters=True
+    ),
     TopicSpec(ASSEMBLED, "Complete trajectories, latest version per trajectory id.", compacted=True),
     TopicSpec(ENRICHMENT_REQUESTS, "Finished trajectories waiting for decision and entity extraction."),
     TopicSpec(ENRICHMENT_RESULTS, "Extracted decisions and entities per trajectory.", compacted=True),
@@ -56,7 +69,7 @@ TOPICS: tuple[TopicSpec, ...] = (
 
 
 def faust_app_id(settings: Settings) -> str:
-    return settings.topic(STREAMS_APP)
+    return settings.consumer_group(STREAMS_APP)
 
 
 def changelog_topic(settings: Settings, table: str) -> str:

@@ -1,0 +1,105 @@
+"""The data worker's commands: `trajstream worker data`, and `sql`, `recall`, `predict`, `counterfactual`,
+`recommend`, which ask the data worker's API (or open the stores when no worker runs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.table import Table
+
+from trajstream.console import out, print_json, settings_of
+
+
+@click.command("data")
+@click.pass_context
+def worker_data(ctx: click.Context) -> None:
+    """The data worker: the ClickHouse and Milvus sinks and the data API, in one process.
+
+    It applies ClickHouse migrations at start and owns the embedded stores (chDB at
+    TRAJSTREAM_CLICKHOUSE_DSN, milvus-lite at TRAJSTREAM_MILVUS_URI), which allow one process per
+    data directory; other processes query through its API (TRAJSTREAM_API_PORT, default 8765).
+    """
+    from trajstream.consumers.data_worker import run_data_worker
+
+    run_data_worker(settings_of(ctx))
+
+
+def _access(ctx: click.Context) -> Any:
+    from trajstream.consumers.access import DataAccess
+
+    return DataAccess(settings_of(ctx))
+
+
+@click.command("sql")
+@click.argument("query")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def sql(ctx: click.Context, query: str, as_json: bool) -> None:
+    """Run a read-only query (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN) against ClickHouse.
+
+    Tables live in the TRAJSTREAM_CLICKHOUSE_DATABASE database (default trajstream), for example
+    `trajstream sql "SELECT outcome, count() FROM trajstream.trajectories GROUP BY outcome"`.
+    """
+    result = _access(ctx).sql(query)
+    if as_json:
+        print_json(result)
+        return
+    table = Table(*result["columns"])
+    for row in result["rows"]:
+        table.add_row(*(str(v) for v in row))
+    out.print(table)
+
+
+@click.command("recall")
+@click.argument("query")
+@click.option("-k", default=3, show_default=True, help="How many trajectories.")
+@click.option("--outcome", default="success", show_default=True, help="Filter on outcome ('any' for all).")
+@click.option("--domain", default=None, help="Filter on domain.")
+@click.option("--agent", "agent_id", default=None, help="Filter on agent id.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole answer as JSON.")
+@click.pass_context
+def recall(ctx: click.Context, query: str, k: int, outcome: str, domain: str | None, agent_id: str | None,
+           as_json: bool) -> None:  # fmt: skip
+    """Similar past trajectories for a task, as few-shot chat messages ready for a prompt."""
+    filters = {"outcome": outcome, "domain": domain, "agent_id": agent_id}
+    result = _access(ctx).recall(query, k, {key: v for key, v in filters.items() if v})
+    if as_json:
+        print_json(result)
+        return
+    for hit in result["trajectories"]:
+        out.print(f"[bold]{hit['similarity']:.3f}[/] {hit['trajectory_id']} {hit['outcome']} {hit['task']}")
+    print_json(result["messages"])
+
+
+@click.command("predict")
+@click.option("--state", required=True, help="The situation: the task and what happened so far.")
+@click.option("--action", required=True, help="The action planned next, e.g. 'issue_refund(order=42)'.")
+@click.option("-k", default=20, show_default=True, help="How many similar decision points to weigh.")
+@click.pass_context
+def predict(ctx: click.Context, state: str, action: str, k: int) -> None:
+    """Estimate the chance of success of an action from similar past decision points."""
+    print_json(_access(ctx).predict(state, action, k))
+
+
+@click.command("counterfactual")
+@click.argument("trajectory_id")
+@click.argument("step", type=int)
+@click.argument("alternative_action")
+@click.pass_context
+def counterfactual(ctx: click.Context, trajectory_id: str, step: int, alternative_action: str) -> None:
+    """Compare the predicted outcome of another action at a recorded step with what happened."""
+    print_json(_access(ctx).counterfactual(trajectory_id, step, alternative_action))
+
+
+@click.command("recommend")
+@click.argument("context")
+@click.option("-k", default=50, show_default=True, help="How many similar decision points to weigh.")
+@click.pass_context
+def recommend(ctx: click.Context, context: str, k: int) -> None:
+    """Tools ranked by their success rate in similar situations, with the sequence that usually follows."""
+    print_json(_access(ctx).recommend(context, k))
+
+
+WORKERS = (worker_data,)
+COMMANDS = (sql, recall, predict, counterfactual, recommend)

@@ -1,0 +1,177 @@
+"""The ClickHouse sink against the real broker and chDB: rows land once, whatever Kafka re-delivers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from tests.support.streams import publish, read
+from trajstream.consumers.clickhouse_sink import ClickHouseSink
+from trajstream.consumers.clickhouse_store import ClickHouseError, connect, migrate, migrations, stored_bytes
+from trajstream.settings import Settings
+from trajstream.streams.in_process import Pipeline
+from trajstream.synthetic import feedback, tool_trajectory
+from trajstream.topics import CLICKHOUSE_SINK_GROUP
+from trajstream_sdk.codec import SingleObjectCodec
+from trajstream_sdk.events import dead_letter_record
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # chDB opens one data directory per process: every test shares it, each with its own database.
+    return tmp_path_factory.mktemp("clickhouse")
+
+
+@pytest.fixture
+def sink_settings(topics: Settings, chdb_dir: Path) -> Iterator[Settings]:
+    yield topics.model_copy(update={"clickhouse_dsn": f"chdb://{chdb_dir}",
+                                    "clickhouse_database": f"t{uuid.uuid4().hex[:10]}",
+                                    "sink_batch_seconds": 0.2})  # fmt: skip
+
+
+def _scored_corpus(settings: Settings, codec: SingleObjectCodec) -> tuple[list[bytes], dict[str, str]]:
+    """Six trajectories (two failures with tool errors), one of which gets a second version."""
+    pipeline = Pipeline(settings, codec)
+    outcomes: dict[str, str] = {}
+    scored: list[bytes] = []
+    for n in range(6):
+        ok = n % 3 != 2
+        tid, events = tool_trajectory(codec, f"Refund order {n}", "lookup", "success" if ok else "error",
+                                      "success" if ok else "failure", turns=3)  # fmt: skip
+        outcomes[tid] = "success" if ok else "failure"
+        scored += pipeline.run(events)
+    first = next(iter(outcomes))
+    scored += pipeline.run([feedback(codec, first, 0.25)])  # version 2 of the first trajectory
+    return scored, outcomes
+
+
+async def _drain(settings: Settings, sink: ClickHouseSink, expected_records: int) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(sink.run(stop))
+    try:
+        for _ in range(300):
+            if sink.stats.records >= expected_records:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.3)  # let the commit of the last batch happen
+    finally:
+        stop.set()
+        await task
+    assert sink.stats.records >= expected_records, sink.stats
+
+
+def _counts(client: Any, db: str) -> dict[str, Any]:
+    def one(sql: str) -> Any:
+        return client.query(sql).result_rows[0][0]
+
+    return {
+        "trajectories": one(f"SELECT count() FROM {db}.trajectories"),
+        "latest": one(f"SELECT count() FROM (SELECT trajectory_id FROM {db}.trajectories GROUP BY trajectory_id)"),
+        "turns": one(f"SELECT count() FROM {db}.turns"),
+        "tool_calls": one(f"SELECT count() FROM {db}.tool_calls"),
+        "rollup_trajectories": one(f"SELECT sum(trajectories) FROM {db}.trajectory_metrics_minute"),
+        "rollup_successes": one(f"SELECT sum(successes) FROM {db}.trajectory_metrics_minute"),
+        "tool_errors": one(f"SELECT countIfMerge(errors) FROM {db}.tool_metrics_minute"),
+        "dead_letters": one(f"SELECT count() FROM {db}.dead_letters"),
+        "decisions": one(f"SELECT count() FROM {db}.decisions"),
+    }
+
+
+def test_scored_trajectories_land_once_and_rollups_count_each_trajectory_once(
+    sink_settings: Settings, codec: SingleObjectCodec
+) -> None:
+    settings = sink_settings
+    scored, outcomes = _scored_corpus(settings, codec)
+    assert len(scored) == 7
+    letter = dead_letter_record(stage="assembly", reason="test", error_type="Test", source="x", source_partition=0,
+                                source_offset=1, trajectory_id=None, key=None, payload=b"bad")  # fmt: skip
+    messages = [("trajectories.scored", b"k", v) for v in scored]
+    messages += [
+        ("trajectories.scored", b"garbage", b"not avro"),
+        ("deadletter", None, codec.encode("dead_letter", letter)),
+    ]
+    asyncio.run(publish(settings, messages))
+
+    client = connect(settings)
+    migrate(client, settings)
+    sink = ClickHouseSink(settings, client, codec)
+    asyncio.run(_drain(settings, sink, len(messages)))
+    counts = _counts(client, settings.clickhouse_database)
+    assert counts["trajectories"] == 7 and counts["latest"] == 6
+    assert counts["rollup_trajectories"] == 6  # version 2 replaced version 1 in the rollup
+    assert counts["rollup_successes"] == sum(o == "success" for o in outcomes.values())
+    assert counts["turns"] == 6 * 3  # turns land once, not once per version
+    assert counts["tool_calls"] == 6 * 3  # two answered calls and one never answered per trajectory
+    assert counts["tool_errors"] == 2 * 2
+    assert counts["decisions"] > 0
+    sizes = stored_bytes(client, settings.clickhouse_database)
+    assert sizes["trajectories"][0] == 7 and sizes["turns"][0] == 18 and sizes["turns"][1] > 0
+    # Rows copy the trajectory's attributes: no join needed to slice turns by agent and outcome.
+    assert client.query(f"SELECT uniqExact(agent_id), uniqExact(outcome) FROM {settings.clickhouse_database}.turns"
+                        ).result_rows[0] == (1, 2)  # fmt: skip
+    # The record that is not Avro went to the dead-letter topic, with the reason; the letter landed in ClickHouse.
+    letters = [r.event.record for r in asyncio.run(read(settings, codec, "deadletter")) if r.event]
+    assert any(d["stage"] == "sink-clickhouse" and d["payload"] == b"not avro" for d in letters)
+    assert counts["dead_letters"] >= 1
+    assert sink.stats.rejected == 1
+
+    # Re-delivery: the same records again (a producer retry, a replay) change nothing.
+    asyncio.run(publish(settings, messages[:7]))
+    again = ClickHouseSink(settings, client, codec)
+    asyncio.run(_drain(settings, again, 7))
+    assert _counts(client, settings.clickhouse_database) == counts
+    assert again.stats.repeats == 7
+
+
+def test_a_sink_killed_between_insert_and_commit_counts_nothing_twice(
+    sink_settings: Settings, codec: SingleObjectCodec
+) -> None:
+    settings = sink_settings
+    scored, _ = _scored_corpus(settings, codec)
+    asyncio.run(publish(settings, [("trajectories.scored", b"k", v) for v in scored]))
+    client = connect(settings)
+    migrate(client, settings)
+
+    async def insert_without_commit() -> int:
+        consumer = AIOKafkaConsumer(settings.topic("trajectories.scored"), **settings.kafka_client_options(),
+                                    group_id=settings.consumer_group(CLICKHOUSE_SINK_GROUP), enable_auto_commit=False,
+                                    auto_offset_reset="earliest")  # fmt: skip
+        await consumer.start()
+        try:
+            records: list[Any] = []
+            for _ in range(50):
+                batch = await consumer.getmany(timeout_ms=200)
+                records += [m for msgs in batch.values() for m in msgs]
+                if len(records) >= len(scored):
+                    break
+            ClickHouseSink(settings, client, codec).land(records[:4])  # part of it: then the process "dies"
+            return len(records)
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(insert_without_commit()) == len(scored)
+    partial = _counts(client, settings.clickhouse_database)
+    assert 0 < partial["trajectories"] < 7
+    sink = ClickHouseSink(settings, client, codec)
+    asyncio.run(_drain(settings, sink, len(scored)))
+    counts = _counts(client, settings.clickhouse_database)
+    assert counts["trajectories"] == 7 and counts["rollup_trajectories"] == 6 and counts["turns"] == 18
+    assert sink.stats.repeats == 4
+
+
+def test_migrations_are_recorded_and_an_edited_one_is_refused(sink_settings: Settings) -> None:
+    client = connect(sink_settings)
+    assert [m.version for m in migrate(client, sink_settings)] == [m.version for m in migrations()]
+    assert migrate(client, sink_settings) == []  # applied once
+    db = sink_settings.clickhouse_database
+    client.command(f"ALTER TABLE {db}.schema_migrations UPDATE checksum = 'edited' WHERE version = 1")
+    with pytest.raises(ClickHouseError, match="changed after it was applied"):
+        migrate(client, sink_settings)

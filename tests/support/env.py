@@ -1,0 +1,40 @@
+"""Where the tests find things: the contract, free ports, the CLI, and the environment of a subprocess."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+from trajstream.settings import PROJECT_ROOT, Settings
+
+SCHEMAS = PROJECT_ROOT / "schemas"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def env_for(settings: Settings) -> dict[str, str]:
+    """Environment for a `trajstream` subprocess that talks to the same broker and topics."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAJSTREAM_")}
+    env.update(
+        {
+            "TRAJSTREAM_HOME": str(settings.home),
+            "TRAJSTREAM_BROKER_PORT": str(settings.broker_port),
+            "TRAJSTREAM_CONTROLLER_PORT": str(settings.controller_port),
+            "TRAJSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+            "TRAJSTREAM_TOPIC_PARTITIONS": str(settings.topic_partitions),
+        }
+    )
+    if settings.kafka_bootstrap:
+        env["TRAJSTREAM_KAFKA_BOOTSTRAP"] = settings.kafka_bootstrap
+    return env
+
+
+def trajstream_bin() -> Path:
+    """The console script installed beside the interpreter running the tests."""
+    return Path(sys.executable).parent / "trajstream"

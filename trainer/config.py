@@ -1,0 +1,53 @@
+"""The trainer's settings, beside the trainer (TRL's habit: GRPOConfig sits next to GRPOTrainer).
+
+``TrainerSettings`` is the platform's one settings object with the trainer's section added: the same
+``TRAJSTREAM_*`` variables (``TRAJSTREAM_TRAINER_*``, ``TRAJSTREAM_GATE_*``), read by the trainer alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from trajstream.settings import Settings
+
+
+class TrainerSettings(Settings):
+    """Every core setting, and the trainer's: windows, grouping, the loss, DeepSpeed, the registry, the gate."""
+
+    trainer_model_name: str = Field(default="policy", description="The model line the trainer improves.")
+    trainer_registry: Path | None = Field(default=None, description="Model registry directory (default: HOME/models).")
+    trainer_window_count: int = Field(
+        default=64, ge=2, description="A training window closes at this many trajectories."
+    )
+    trainer_window_seconds: float = Field(default=60.0, gt=0, description="... or this long after its first one.")
+    trainer_group_by: Literal["task", "entities"] = "task"
+    trainer_start: Literal["earliest", "latest"] = Field(
+        default="earliest", description="Where a trainer with no committed offset starts reading scored trajectories."
+    )
+    trainer_entity_threshold: float = Field(default=0.3, ge=0, le=1, description="Jaccard overlap to join a group.")
+    trainer_loss: Literal["grpo", "dapo", "dr_grpo", "gspo"] = "grpo"
+    trainer_beta: float = Field(default=0.0, ge=0, description="KL penalty to the reference model (0: none).")
+    trainer_is_cap: float = Field(default=2.0, ge=1, description="Truncation of the off-policy importance weights.")
+    trainer_max_version_lag: int = Field(default=4, ge=0, description="Older behaviour versions are dropped.")
+    trainer_zero_stage: int = Field(default=0, ge=0, le=3, description="DeepSpeed ZeRO stage.")
+    trainer_learning_rate: float = Field(default=1e-5, gt=0)
+    trainer_epochs: int = Field(default=1, ge=1, description="Steps on each window (the whole window per step).")
+    trainer_heldout_fraction: float = Field(
+        default=0.25, ge=0, lt=1, description="Share of a window the gate judges on."
+    )
+    gate_min_gain: float = Field(default=0.0, description="Held-out reward a version must gain over the deployed one.")
+    gate_max_kl: float = Field(default=0.05, gt=0, description="Largest KL from the deployed version the gate accepts.")
+
+    @property
+    def registry_dir(self) -> Path:
+        return self.trainer_registry or self.home / "models"
+
+    @classmethod
+    def extend(cls, settings: Settings, **update: Any) -> TrainerSettings:
+        """``settings`` with the trainer's section: from ``update``, else from the environment, else defaults."""
+        if isinstance(settings, TrainerSettings) and not update:
+            return settings
+        return cls(**{**dict(settings), **update})

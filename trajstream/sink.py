@@ -1,0 +1,228 @@
+"""The one consume -> write -> commit loop, under every stage that is not a Faust agent (as quix-streams'
+``sinks/base``): the ClickHouse sink, the Milvus sink, the enrichment worker and the trainer.
+
+A stage implements ``write(batch)`` and says what came of it (``Written``): records to produce, records it
+rejects with their reason, and, when it keeps some records back (the trainer's open windows), the offsets
+it is done with. The base owns the rest:
+
+- the consumer (its group, its topics, no auto-commit) and a durable producer;
+- batches by count and by time;
+- retries of a failed ``write`` with capped, doubling back-off (stages write idempotently, so a whole
+  batch can be written again);
+- dead letters with their reason, stage and source, never sent back for a record read from the
+  dead-letter topic itself (that would loop);
+- offsets committed only after the write succeeded and everything it produced was acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from trajstream.settings import Settings
+from trajstream.topics import DEAD_LETTER_TOPIC
+from trajstream_sdk.codec import EventCodec
+from trajstream_sdk.events import dead_letter_record
+from trajstream_sdk.schemas import DEAD_LETTER
+
+log = logging.getLogger(__name__)
+
+Record = ConsumerRecord[bytes, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """A record a stage produces: topic (full name), key, encoded value."""
+
+    topic: str
+    key: bytes
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record a stage cannot take, and why: it goes to the dead-letter topic."""
+
+    record: Record
+    reason: str
+    error_type: str
+    trajectory_id: str | None = None
+
+
+@dataclass
+class Written:
+    """What came of a write: records to produce, records rejected, and (when the stage keeps records back)
+    the offsets it is done with; ``commit=None`` commits the whole batch."""
+
+    outputs: list[Output] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    commit: dict[TopicPartition, int] | None = None
+
+
+@dataclass
+class LoopStats:
+    batches: int = 0
+    records: int = 0
+    dead_lettered: int = 0
+    retries: int = 0
+    unreadable_dead_letters: int = 0  # read from the dead-letter topic and not sent back to it
+
+
+async def fill_batch(consumer: AIOKafkaConsumer, stop: asyncio.Event, max_rows: int, max_seconds: float,
+                     eager: bool = False) -> list[Record]:  # fmt: skip
+    """Records until ``max_rows`` or ``max_seconds`` after the call, whichever comes first; ``eager`` returns
+    with the first fetch that brings any (a stage that waits on others, like an LLM, wants no linger)."""
+    records: list[Record] = []
+    deadline = time.monotonic() + max_seconds
+    while len(records) < max_rows and not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        batch = await consumer.getmany(timeout_ms=int(left * 1000), max_records=max_rows - len(records))
+        records.extend(m for msgs in batch.values() for m in msgs)
+        if eager and records:
+            break
+    return records
+
+
+def next_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
+    """Per partition, the offset after the last record: what to commit once the batch is written."""
+    offsets: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = TopicPartition(r.topic, r.partition)
+        offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+    return offsets
+
+
+class BatchSink(ABC):
+    """Consume ``topics`` in consumer group ``group``, ``write`` each batch, produce, dead-letter, commit.
+
+    ``retry_attempts`` tries of a failing write (default ``TRAJSTREAM_SINK_RETRY_ATTEMPTS``), the first
+    back-off ``TRAJSTREAM_SINK_RETRY_BACKOFF_S``, doubling up to ``TRAJSTREAM_SINK_RETRY_MAX_BACKOFF_S``;
+    then the error stops the loop, with the batch uncommitted (it is read again after a restart).
+    """
+
+    stage: str  # names the stage in its dead letters
+
+    def __init__(
+        self,
+        settings: Settings,
+        codec: EventCodec,
+        *,
+        group: str,
+        topics: Sequence[str],
+        batch_rows: int,
+        batch_seconds: float,
+        eager: bool = False,
+        retry_attempts: int | None = None,
+        auto_offset_reset: str = "earliest",
+    ):
+        self.settings = settings
+        self.codec = codec
+        self.group = group
+        self.topics = tuple(topics)
+        self.batch_rows = batch_rows
+        self.batch_seconds = batch_seconds
+        self.eager = eager
+        self.retry_attempts = retry_attempts or settings.sink_retry_attempts
+        self.auto_offset_reset = auto_offset_reset
+        self.dlq_topic = settings.topic(DEAD_LETTER_TOPIC)
+        self.loop_stats = LoopStats()
+        self.producer: AIOKafkaProducer | None = None  # set while run() runs
+
+    # --- what a stage implements --------------------------------------------------------------
+    @abstractmethod
+    async def write(self, batch: list[Record]) -> Written:
+        """Write one batch (idempotently: after a failure the same batch is written again)."""
+
+    async def idle(self) -> Written | None:
+        """Called when a batch wait brought nothing: a stage that holds records back may finish them."""
+        return None
+
+    def done(self) -> bool:
+        """True to end the loop (the trainer's window limit)."""
+        return False
+
+    async def close(self) -> None:
+        """Release what the stage holds, after the loop."""
+
+    # --- what the base provides ---------------------------------------------------------------
+    def dead_letter(self, record: Record, reason: str, error_type: str, trajectory_id: str | None = None) -> Output:
+        """The dead letter of ``record``: its bytes, the reason, this stage, where it was read."""
+        letter = dead_letter_record(
+            stage=self.stage, reason=reason, error_type=error_type, source=record.topic,
+            source_partition=record.partition, source_offset=record.offset, trajectory_id=trajectory_id,
+            key=record.key, payload=record.value,
+        )  # fmt: skip
+        return Output(self.dlq_topic, record.key or b"", self.codec.encode(DEAD_LETTER, letter))
+
+    async def send(self, outputs: Sequence[Output]) -> None:
+        """Produce ``outputs`` and wait until the broker acknowledged every one of them."""
+        assert self.producer is not None, "send() runs inside run()"
+        futures = [await self.producer.send(o.topic, o.value, key=o.key) for o in outputs]
+        await asyncio.gather(*futures)
+
+    async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        s = self.settings
+        consumer = AIOKafkaConsumer(
+            *self.topics, **s.kafka_client_options(), group_id=self.group, enable_auto_commit=False,
+            auto_offset_reset=self.auto_offset_reset, max_poll_records=self.batch_rows,
+        )  # fmt: skip
+        self.producer = AIOKafkaProducer(**s.durable_producer_options())
+        try:
+            await consumer.start()
+            await self.producer.start()
+            if ready is not None:
+                ready.set()
+            while not stop.is_set() and not self.done():
+                batch = await fill_batch(consumer, stop, self.batch_rows, self.batch_seconds, self.eager)
+                written = await self._write(batch) if batch else await self.idle()
+                if written is None:
+                    continue
+                await self.send([*written.outputs, *self._dead_letters(written.rejected)])
+                offsets = next_offsets(batch) if written.commit is None else written.commit
+                if offsets:
+                    await consumer.commit(offsets)  # only after the write and its outputs
+        finally:
+            await consumer.stop()
+            await self.producer.stop()
+            self.producer = None
+            await self.close()
+
+    async def _write(self, batch: list[Record]) -> Written:
+        self.loop_stats.batches += 1
+        self.loop_stats.records += len(batch)
+        delay = self.settings.sink_retry_backoff_s
+        for attempt in range(1, self.retry_attempts + 1):
+            try:
+                return await self.write(batch)
+            except Exception as exc:  # stores raise types with no useful common base
+                if attempt == self.retry_attempts:
+                    raise
+                self.loop_stats.retries += 1
+                log.warning("%s: writing %d records failed (try %d of %d), again in %.1fs: %s",
+                            self.stage, len(batch), attempt, self.retry_attempts, delay, exc)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.sink_retry_max_backoff_s)
+        raise AssertionError("unreachable")
+
+    def _dead_letters(self, rejected: Sequence[Rejected]) -> list[Output]:
+        out = []
+        for r in rejected:
+            if r.record.topic == self.dlq_topic:
+                # A dead letter that cannot be read is not sent back to where it came from (that would loop).
+                log.error("%s: unreadable dead letter at %s:%d:%d left out: %s", self.stage, r.record.topic,
+                          r.record.partition, r.record.offset, r.reason)  # fmt: skip
+                self.loop_stats.unreadable_dead_letters += 1
+                continue
+            out.append(self.dead_letter(r.record, r.reason, r.error_type, r.trajectory_id))
+        self.loop_stats.dead_lettered += len(out)
+        return out
+
