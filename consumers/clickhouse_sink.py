@@ -1,6 +1,7 @@
 """The ClickHouse sink: scored trajectories and dead letters from Kafka into ClickHouse.
 
-Batches by size and time; Kafka offsets are committed only after every insert of the batch has
+A ``BatchSink`` (trajstream.sink): the base batches by size and time, retries a failed batch,
+dead-letters what cannot become rows and commits offsets only after every insert of the batch has
 succeeded. Every table's insert is idempotent on its own: before inserting, the sink asks which of
 the batch's keys the table already holds and leaves those out, so a re-delivered batch (however it
 is cut this time), a crash between insert and commit, or a trajectory's new version never count
@@ -12,23 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import ConsumerRecord
 from clickhouse_connect.driver.client import Client
 
-from trajstream.consumers.batching import fill_batch, next_offsets
 from trajstream.consumers.clickhouse_rows import COLUMNS, Rows, dead_letter_row, delta_rows, scored_rows
 from trajstream.errors import CodecError
 from trajstream.settings import Settings
-from trajstream.streams.scoring.air import AirRules
+from trajstream.sink import BatchSink, Record, Rejected, Written
 from trajstream.topics import CLICKHOUSE_SINK_GROUP, DEAD_LETTER_TOPIC, SCORED
 from trajstream_sdk.codec import EventCodec, codec_for
-from trajstream_sdk.events import dead_letter_record
 from trajstream_sdk.schemas import DEAD_LETTER, SCORED_TRAJECTORY
 
 log = logging.getLogger(__name__)
@@ -61,21 +57,30 @@ class SinkStats:
     rows: dict[str, int] = field(default_factory=dict)
 
 
-class ClickHouseSink:
+class ClickHouseSink(BatchSink):
+    stage = "sink-clickhouse"
+
     def __init__(self, settings: Settings, client: Client, codec: EventCodec | None = None):
-        self.settings = settings
-        self.client = client
-        self.codec = codec or codec_for(settings)
-        self.db = settings.clickhouse_database
-        self.air_rules = AirRules.from_settings(settings)
+        codec = codec or codec_for(settings)
         self.scored_topic = settings.topic(SCORED)
-        self.dlq_topic = settings.topic(DEAD_LETTER_TOPIC)
+        super().__init__(
+            settings, codec, group=settings.consumer_group(CLICKHOUSE_SINK_GROUP),
+            topics=(self.scored_topic, settings.topic(DEAD_LETTER_TOPIC)),
+            batch_rows=settings.sink_batch_rows, batch_seconds=settings.sink_batch_seconds,
+        )  # fmt: skip
+        self.client = client
+        self.db = settings.clickhouse_database
         self.stats = SinkStats()
 
+    async def write(self, batch: list[Record]) -> Written:
+        rejected = await asyncio.to_thread(self.land, batch)
+        self.stats.rejected += len(rejected)
+        return Written(rejected=rejected)
+
     # --- one batch ---------------------------------------------------------------------------
-    def land(self, records: list[ConsumerRecord[bytes, bytes]]) -> list[tuple[ConsumerRecord[bytes, bytes], str, str]]:
-        """Insert a batch; return the records that could not be landed, with (reason, error type)."""
-        rejected: list[tuple[ConsumerRecord[bytes, bytes], str, str]] = []
+    def land(self, records: list[Record]) -> list[Rejected]:
+        """Insert a batch; return the records that could not be landed, with their reason."""
+        rejected: list[Rejected] = []
         rows = Rows()
         scored: list[tuple[dict[str, Any], Rows]] = []
         for r in records:
@@ -86,9 +91,10 @@ class ClickHouseSink:
                     rows.add("dead_letters", dead_letter_row(letter, r.partition, r.offset))
                     continue
                 event = self.codec.decode(r.value, expect=SCORED_TRAJECTORY).record
-                these, attrs = scored_rows(event, self.codec, r.partition, r.offset, self.air_rules)
+                these, attrs = scored_rows(event, self.codec, r.partition, r.offset)
             except (CodecError, KeyError, ValueError, TypeError) as exc:
-                rejected.append((r, f"cannot make ClickHouse rows: {type(exc).__name__}: {exc}", type(exc).__name__))
+                reason = f"cannot make ClickHouse rows: {type(exc).__name__}: {exc}"
+                rejected.append(Rejected(r, reason, type(exc).__name__))
                 continue
             scored.append((attrs, these))
         # A version has landed when its +1 delta is there: that table is written last.
@@ -173,70 +179,7 @@ class ClickHouseSink:
                     self.stats.dead_letters += len(new)
 
     def _insert_rows(self, table: str, rows: list[list[Any]]) -> None:
-        self._retry(lambda: self.client.insert(f"{self.db}.{table}", rows, column_names=COLUMNS[table]))
+        self.client.insert(f"{self.db}.{table}", rows, column_names=COLUMNS[table])
 
     def _select(self, sql: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
-        result: list[tuple[Any, ...]] = []
-
-        def run() -> None:
-            result.extend(tuple(r) for r in self.client.query(sql, parameters=parameters).result_rows)
-
-        self._retry(run)
-        return result
-
-    def _retry(self, action: Callable[[], Any]) -> None:
-        delay = self.settings.sink_retry_backoff_s
-        for attempt in range(1, self.settings.sink_retry_attempts + 1):
-            try:
-                action()
-                return
-            except Exception as exc:  # clickhouse-connect's errors share no useful base with chDB's
-                if attempt == self.settings.sink_retry_attempts:
-                    raise
-                log.warning("ClickHouse call failed (try %d of %d), again in %.1fs: %s",
-                            attempt, self.settings.sink_retry_attempts, delay, exc)  # fmt: skip
-                time.sleep(delay)
-                delay *= 2
-
-    # --- the loop ----------------------------------------------------------------------------
-    async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
-        s = self.settings
-        consumer = AIOKafkaConsumer(
-            self.scored_topic, self.dlq_topic, **s.kafka_client_options(),
-            group_id=s.consumer_group(CLICKHOUSE_SINK_GROUP), enable_auto_commit=False,
-            auto_offset_reset="earliest", max_poll_records=s.sink_batch_rows,
-        )  # fmt: skip
-        producer = AIOKafkaProducer(**s.durable_producer_options())
-        await consumer.start()
-        await producer.start()
-        if ready is not None:
-            ready.set()
-        try:
-            while not stop.is_set():
-                records = await fill_batch(consumer, stop, s.sink_batch_rows, s.sink_batch_seconds)
-                if not records:
-                    continue
-                rejected = await asyncio.to_thread(self.land, records)
-                for record, reason, error_type in rejected:
-                    await self._dead_letter(producer, record, reason, error_type)
-                await producer.flush()
-                await consumer.commit(next_offsets(records))  # only after every insert succeeded
-        finally:
-            await consumer.stop()
-            await producer.stop()
-
-    async def _dead_letter(self, producer: AIOKafkaProducer, record: ConsumerRecord[bytes, bytes], reason: str,
-                           error_type: str) -> None:  # fmt: skip
-        if record.topic == self.dlq_topic:
-            # A dead letter that cannot be read is not sent back to where it came from (that would loop).
-            log.error("unreadable dead letter at %s:%d:%d left out of ClickHouse: %s",
-                      record.topic, record.partition, record.offset, reason)  # fmt: skip
-            self.stats.rejected += 1
-            return
-        letter = dead_letter_record(
-            stage="sink-clickhouse", reason=reason, error_type=error_type, source=record.topic,
-            source_partition=record.partition, source_offset=record.offset, trajectory_id=None,
-            key=record.key, payload=record.value,
-        )  # fmt: skip
-        await producer.send_and_wait(self.dlq_topic, self.codec.encode(DEAD_LETTER, letter), key=record.key or b"")
-        self.stats.rejected += 1
+        return [tuple(r) for r in self.client.query(sql, parameters=parameters).result_rows]

@@ -2,7 +2,7 @@
 
 Upserts make it idempotent: a re-delivered record writes the same rows again, a new version of a
 trajectory replaces the old one's (ids are the trajectory id, and trajectory id plus step). Embedding
-is batched; offsets are committed after the upserts return.
+is batched; a ``BatchSink`` (trajstream.sink), it commits offsets after the upserts return.
 """
 
 from __future__ import annotations
@@ -13,16 +13,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import ConsumerRecord
-
 from trajstream.assembled import TrajectoryView
-from trajstream.consumers.batching import fill_batch, next_offsets
 from trajstream.consumers.embedding import Embedder
 from trajstream.consumers.milvus_store import DECISIONS, TRAJECTORIES, ensure_collections
 from trajstream.consumers.summaries import decision_points, decision_text, trajectory_text
 from trajstream.errors import CodecError
 from trajstream.settings import Settings
+from trajstream.sink import BatchSink, Record, Written
 from trajstream.topics import MILVUS_SINK_GROUP, SCORED
 from trajstream_sdk.codec import EventCodec, codec_for
 from trajstream_sdk.schemas import SCORED_TRAJECTORY
@@ -43,16 +40,27 @@ def _ms(value: Any) -> int:
     return int(value.timestamp() * 1000)
 
 
-class MilvusSink:
+class MilvusSink(BatchSink):
+    stage = "sink-milvus"
+
     def __init__(self, settings: Settings, client: Any, embedder: Embedder, codec: EventCodec | None = None):
-        self.settings = settings
+        super().__init__(
+            settings, codec or codec_for(settings), group=settings.consumer_group(MILVUS_SINK_GROUP),
+            topics=(settings.topic(SCORED),), batch_rows=settings.sink_batch_rows,
+            batch_seconds=settings.milvus_batch_seconds,
+        )  # fmt: skip
         self.client = client
         self.embedder = embedder
-        self.codec = codec or codec_for(settings)
         self.stats = MilvusStats()
         ensure_collections(client)
 
-    def rows(self, records: list[ConsumerRecord[bytes, bytes]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    async def write(self, batch: list[Record]) -> Written:
+        # Unreadable records are counted, not dead-lettered: the ClickHouse sink reads the same topic and
+        # dead-letters them once.
+        await asyncio.to_thread(self.land, batch)
+        return Written()
+
+    def rows(self, records: list[Record]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         latest: dict[str, tuple[dict[str, Any], TrajectoryView]] = {}
         for r in records:
             self.stats.records += 1
@@ -83,7 +91,7 @@ class MilvusSink:
                 })  # fmt: skip
         return trajectories, decisions
 
-    def land(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+    def land(self, records: list[Record]) -> None:
         trajectories, decisions = self.rows(records)
         for collection, rows in ((TRAJECTORIES, trajectories), (DECISIONS, decisions)):
             if not rows:
@@ -95,22 +103,3 @@ class MilvusSink:
         self.stats.trajectories += len(trajectories)
         self.stats.decision_points += len(decisions)
         self.stats.last_upsert_ms = int(time.time() * 1000)
-
-    async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
-        s = self.settings
-        consumer = AIOKafkaConsumer(
-            s.topic(SCORED), **s.kafka_client_options(), group_id=s.consumer_group(MILVUS_SINK_GROUP),
-            enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=s.sink_batch_rows,
-        )  # fmt: skip
-        await consumer.start()
-        if ready is not None:
-            ready.set()
-        try:
-            while not stop.is_set():
-                records = await fill_batch(consumer, stop, s.sink_batch_rows, s.milvus_batch_seconds)
-                if not records:
-                    continue
-                await asyncio.to_thread(self.land, records)
-                await consumer.commit(next_offsets(records))
-        finally:
-            await consumer.stop()

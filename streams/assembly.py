@@ -19,6 +19,7 @@ from typing import Any
 
 from trajstream.errors import CodecError
 from trajstream.settings import Settings
+from trajstream.sink import Output, dead_letter
 from trajstream.topics import (
     ASSEMBLED,
     ASSEMBLY_CONTROL_TOPIC,
@@ -45,13 +46,6 @@ from trajstream_sdk.schemas import (
 # content is decoded downstream (scoring, enrichment), where a body that does not decode is dead-lettered.
 _READ_FIELDS = {TURN: frozenset({"event_id", "trajectory_id", "turn_index", "timestamp"})}
 _EVENT_TOPICS = {EVENTS_TOPIC: (TRAJECTORY_START, TURN, TRAJECTORY_END), FEEDBACK_TOPIC: (FEEDBACK,)}
-
-
-@dataclass(frozen=True, slots=True)
-class Output:
-    topic: str
-    key: bytes
-    value: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,13 +261,15 @@ class Assembler:
         for data in stored:
             if data is None:
                 continue
+            why = f"trajectory over the limit: {reason}"
             if data is record.value:
-                letter = self._letter(record, f"trajectory over the limit: {reason}", "TrajectoryTooLarge", tid)
-            else:
-                letter = dead_letter_record(
-                    stage="assembly", reason=f"trajectory over the limit: {reason}", error_type="TrajectoryTooLarge",
-                    source="assembly-state", trajectory_id=tid, key=tid.encode(), payload=data,
-                )  # fmt: skip
+                outputs.append(self._letter(record, why, "TrajectoryTooLarge", tid))
+                continue
+            # A stored event: its source is the assembly state, not a topic position.
+            letter = dead_letter_record(
+                stage="assembly", reason=why, error_type="TrajectoryTooLarge", source="assembly-state",
+                trajectory_id=tid, key=tid.encode(), payload=data,
+            )  # fmt: skip
             outputs.append(Output(self.dlq_topic, tid.encode(), self.codec.encode(DEAD_LETTER, letter)))
         state.update(start=None, end=None, turns=[], feedback=[], total_bytes=0, dead_lettered=reason)
         return Result(state, outputs)
@@ -397,17 +393,11 @@ class Assembler:
         ]
 
     # --- dead letters ----------------------------------------------------------------------------
-    def _letter(self, record: Input, reason: str, error_type: str, tid: str | None) -> dict[str, Any]:
-        return dead_letter_record(
-            stage="assembly", reason=reason, error_type=error_type, source=record.topic,
-            source_partition=record.partition, source_offset=record.offset, trajectory_id=tid,
-            key=record.key, payload=record.value,
-        )  # fmt: skip
+    def _letter(self, record: Input, reason: str, error_type: str, tid: str | None) -> Output:
+        return dead_letter(self.codec, self.dlq_topic, "assembly", record, reason, error_type, tid)
 
     def _reject(self, record: Input, reason: str, error_type: str, tid: str | None = None) -> Result:
         if tid is None and record.key:
             # Unreadable events are still keyed by their trajectory: say which one, for `dlq list`.
             tid = record.key.decode(errors="replace")
-        letter = self._letter(record, reason, error_type, tid)
-        key = record.key or b""
-        return Result(None, [Output(self.dlq_topic, key, self.codec.encode(DEAD_LETTER, letter))])
+        return Result(None, [self._letter(record, reason, error_type, tid)])

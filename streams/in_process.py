@@ -10,7 +10,8 @@ import asyncio
 from typing import Any
 
 from trajstream.settings import Settings
-from trajstream.streams.assembly import Assembler, Input, Output
+from trajstream.sink import Output
+from trajstream.streams.assembly import Assembler, Input
 from trajstream.streams.enrichment.worker import EnrichmentWorker
 from trajstream.streams.scoring.stage import Scorer
 from trajstream.topics import ASSEMBLED, ENRICHMENT_REQUESTS, ENRICHMENT_RESULTS, SCORED
@@ -42,7 +43,7 @@ class Pipeline:
         while pending:
             o = pending.pop(0)
             if o.topic == self.settings.topic(ENRICHMENT_REQUESTS):
-                pending += await self.enricher.handle(o.topic, 0, self._next(), o.key, o.value)
+                pending += await self.enricher.handle(Input(o.topic, 0, self._next(), o.key, o.value, 0))
             elif o.topic in (self.settings.topic(ASSEMBLED), self.settings.topic(ENRICHMENT_RESULTS)):
                 result = await self.scorer.handle(Input(o.topic, 0, self._next(), o.key, o.value, 0),
                                                   self.scoring.get(o.key))  # fmt: skip

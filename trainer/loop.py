@@ -12,9 +12,11 @@ partitions are fetched in. Order of effects for a window, and what a crash betwe
    (``trainer_state.json`` beside the model line);
 4. commit the window's offsets.
 
-A restart reads from the committed offsets, so an uncommitted window comes back starting at the same
-offset. If the checkpoint has it, the records it trained on are committed, not trained again, and any
-records past its end (a window closed by time can come back longer) start the next window. Nothing is
+The loop is a ``BatchSink`` (trajstream.sink) whose write keeps the records of open windows back: it
+returns the offsets of the windows it finished, and the base commits only those. A restart reads from
+the committed offsets, so an uncommitted window comes back starting at the same offset. If the
+checkpoint has it, the records it trained on are committed, not trained again, and any records past
+its end (a window closed by time can come back longer) start the next window. Nothing is
 skipped: offsets are committed only up to the end of windows the checkpoint holds.
 """
 
@@ -26,18 +28,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.structs import OffsetAndMetadata
+from aiokafka import TopicPartition
 
-from trajstream.topics import DEAD_LETTER_TOPIC, SCORED, trainer_group
+from trajstream.sink import BatchSink, Received, Record, Written
+from trajstream.topics import SCORED, trainer_group
 from trajstream.trainer.announce import announce_async
 from trajstream.trainer.config import TrainerSettings
 from trajstream.trainer.registry import Registry
 from trajstream.trainer.window_training import WindowReport, WindowTrainer
 from trajstream.trainer.windows import Position, Window, WindowBuilder
 from trajstream_sdk.codec import EventCodec, codec_for
-from trajstream_sdk.events import dead_letter_record
-from trajstream_sdk.schemas import DEAD_LETTER
 
 KEEP_WINDOW_IDS = 10_000
 
@@ -63,92 +63,104 @@ class Checkpoint:
         tmp.replace(self.path)
 
 
-class TrainerLoop:
+class TrainerLoop(BatchSink):
+    stage = "trainer"
+
     def __init__(self, settings: TrainerSettings, codec: EventCodec | None = None,
                  progress: Callable[[str], None] = print,
                  after_checkpoint: Callable[[WindowReport], None] | None = None):  # fmt: skip
-        self.settings = settings
-        self.codec = codec or codec_for(settings)
+        # One try per batch: a failed window is trained again after a restart, from the committed offsets.
+        group = settings.consumer_group(trainer_group(settings.trainer_model_name))
+        super().__init__(
+            settings, codec or codec_for(settings), group=group, topics=(settings.topic(SCORED),),
+            batch_rows=max(settings.trainer_window_count, 500), batch_seconds=0.5, eager=True,
+            retry_attempts=1, auto_offset_reset=settings.trainer_start,
+        )  # fmt: skip
+        self.settings: TrainerSettings = settings
         self.registry = Registry(settings.registry_dir, settings.trainer_model_name)
         self.checkpoint = Checkpoint(self.registry.dir / "trainer_state.json")
         self.window_trainer = WindowTrainer(settings, self.codec, self.registry, progress)
         self.progress = progress
         self.after_checkpoint = after_checkpoint  # a test's crash point between checkpoint and commit
         self.reports: list[WindowReport] = []
+        self._builders: dict[TopicPartition, WindowBuilder[bytes]] = {}
+        self._max_windows: int | None = None
+        self._windows_done = 0
 
-    async def run(self, stop: asyncio.Event, max_windows: int | None = None) -> None:
-        s = self.settings
-        consumer = AIOKafkaConsumer(
-            s.topic(SCORED), **s.kafka_client_options(), group_id=s.consumer_group(trainer_group(s.trainer_model_name)),
-            enable_auto_commit=False, auto_offset_reset=s.trainer_start,
-        )  # fmt: skip
-        producer = AIOKafkaProducer(**s.durable_producer_options())
-        await consumer.start()
-        await producer.start()
-        builders: dict[TopicPartition, WindowBuilder[bytes]] = {}
-        done = 0
-        try:
-            while not stop.is_set() and (max_windows is None or done < max_windows):
-                batch = await consumer.getmany(timeout_ms=500)
-                windows = []
-                for tp, records in batch.items():
-                    builder = builders.setdefault(tp, self._builder())
-                    for r in records:
-                        window = builder.add(r.value or b"", Position(tp.topic, tp.partition, r.offset))
-                        if window is not None:
-                            windows.append((tp, window))
-                for tp, builder in builders.items():
-                    due = builder.due()
-                    if due is not None:
-                        windows.append((tp, due))
-                while windows and (max_windows is None or done < max_windows):
-                    tp, window = windows.pop(0)
-                    done += await self._finish(window, consumer, producer, builders[tp])
-        finally:
-            await producer.stop()
-            await consumer.stop()
+    async def run(self, stop: asyncio.Event, max_windows: int | None = None,  # type: ignore[override]
+                  ready: asyncio.Event | None = None) -> None:  # fmt: skip
+        """Train until ``stop`` is set, or until ``max_windows`` windows were handled."""
+        self._max_windows = max_windows
+        await super().run(stop, ready)
+
+    def done(self) -> bool:
+        return self._max_windows is not None and self._windows_done >= self._max_windows
+
+    async def write(self, batch: list[Record]) -> Written:
+        windows: list[tuple[TopicPartition, Window[bytes]]] = []
+        for r in batch:
+            tp = TopicPartition(r.topic, r.partition)
+            builder = self._builders.setdefault(tp, self._builder())
+            window = builder.add(r.value or b"", Position(r.topic, r.partition, r.offset))
+            if window is not None:
+                windows.append((tp, window))
+        return await self._finish_all(windows)
+
+    async def idle(self) -> Written | None:
+        return await self._finish_all([])
+
+    async def _finish_all(self, windows: list[tuple[TopicPartition, Window[bytes]]]) -> Written:
+        """Finish the windows closed by count, then those whose time is up; commit only what they covered."""
+        for tp, builder in self._builders.items():
+            due = builder.due()
+            if due is not None:
+                windows.append((tp, due))
+        commit: dict[TopicPartition, int] = {}
+        while windows and not self.done():
+            tp, window = windows.pop(0)
+            commit.update(await self._finish(window, self._builders[tp]))
+        return Written(commit=commit)
 
     def _builder(self) -> WindowBuilder[bytes]:
         s = self.settings
         return WindowBuilder(s.trainer_window_count, s.trainer_window_seconds, time.monotonic)
 
-    async def _finish(self, window: Window[bytes], consumer: AIOKafkaConsumer, producer: AIOKafkaProducer,
-                      builder: WindowBuilder[bytes]) -> int:  # fmt: skip
-        """Train on the window (or skip what a run before a crash trained on) and commit; the windows handled."""
+    async def _finish(self, window: Window[bytes], builder: WindowBuilder[bytes]) -> dict[TopicPartition, int]:
+        """Train on the window (or skip what a run before a crash trained on); the offsets to commit."""
         wid = window.window_id
         ((topic, partition), end) = next(iter(window.commit_offsets().items()))
+        tp = TopicPartition(topic, partition)
         trained_end = self.checkpoint.end_of(wid)
+        self._windows_done += 1
         if trained_end is not None:
             self.progress(f"window {wid}: trained before a restart; committing its offsets")
-            await consumer.commit({TopicPartition(topic, partition): OffsetAndMetadata(trained_end, "")})
-            handled = 1
+            commit = {tp: trained_end}
             for item, position in zip(window.items, window.positions, strict=True):
                 if position.offset >= trained_end:  # came back longer than it was trained: the rest is new
                     again = builder.add(item, position)
-                    if again is not None:
-                        handled += await self._finish(again, consumer, producer, builder)
-            return handled
+                    if again is not None and not self.done():
+                        commit.update(await self._finish(again, builder))
+            return commit
         report = await asyncio.to_thread(self.window_trainer.train, wid, window.items)
         self.reports.append(report)
-        await self._publish(report, window, producer)
+        await self._publish(report, window)
         self.checkpoint.add(wid, end)
         if self.after_checkpoint is not None:
             self.after_checkpoint(report)
-        await consumer.commit({TopicPartition(topic, partition): OffsetAndMetadata(end, "")})
-        return 1
+        return {tp: end}
 
-    async def _publish(self, report: WindowReport, window: Window[bytes], producer: AIOKafkaProducer) -> None:
-        s = self.settings
+    async def _publish(self, report: WindowReport, window: Window[bytes]) -> None:
+        """The version's events and the window's dead letters, acknowledged before the checkpoint."""
+        assert self.producer is not None
         if report.version is not None and report.verdict is not None:
             events = [("created", "")]
             events.append(("deployed", report.verdict.reason) if report.verdict.deploy else
                           ("rejected", report.verdict.reason))  # fmt: skip
             for event, reason in events:
-                await announce_async(s, self.codec, producer, report.version, event, reason)
+                await announce_async(self.settings, self.codec, self.producer, report.version, event, reason)
+        letters = []
         for index, reason in report.unreadable:
-            position = window.positions[index]
-            letter = dead_letter_record(
-                stage="trainer", reason=reason, error_type="MalformedEventError", source=position.topic,
-                source_partition=position.partition, source_offset=position.offset, payload=window.items[index],
-            )  # fmt: skip
-            await producer.send_and_wait(s.topic(DEAD_LETTER_TOPIC), self.codec.encode(DEAD_LETTER, letter))
+            p = window.positions[index]
+            source = Received(p.topic, p.partition, p.offset, None, window.items[index])
+            letters.append(self.dead_letter(source, reason, "MalformedEventError"))
+        await self.send(letters)

@@ -134,6 +134,7 @@ class Settings(BaseSettings):
     milvus_batch_seconds: float = Field(default=0.2, gt=0, description="Longest wait to fill a Milvus sink batch.")
     sink_retry_attempts: int = Field(default=5, ge=1, description="Tries of a failed insert before giving up.")
     sink_retry_backoff_s: float = Field(default=0.5, gt=0, description="First back-off; doubles per try.")
+    sink_retry_max_backoff_s: float = Field(default=10.0, gt=0, description="Longest back-off between tries.")
 
     # --- Milvus, recall and the API ---------------------------------------------------------------
     milvus_uri: str | None = Field(

@@ -20,8 +20,9 @@ import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord, TopicPartition
@@ -34,7 +35,7 @@ from trajstream_sdk.schemas import DEAD_LETTER
 
 log = logging.getLogger(__name__)
 
-Record = ConsumerRecord[bytes, bytes]
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,42 @@ class Output:
     topic: str
     key: bytes
     value: bytes
+
+
+class Source(Protocol):
+    """Where an input was read: a Kafka record, or a stream's input."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """An input no longer held as a Kafka record (the trainer's window items), by where it was read."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+def dead_letter(codec: EventCodec, dlq_topic: str, stage: str, source: Source, reason: str, error_type: str,
+                trajectory_id: str | None = None) -> Output:  # fmt: skip
+    """The dead letter of one input: its bytes and key, the reason, the stage, where it was read."""
+    letter = dead_letter_record(
+        stage=stage, reason=reason, error_type=error_type, source=source.topic, source_partition=source.partition,
+        source_offset=source.offset, trajectory_id=trajectory_id, key=source.key, payload=source.value,
+    )  # fmt: skip
+    return Output(dlq_topic, source.key or b"", codec.encode(DEAD_LETTER, letter))
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,18 +187,13 @@ class BatchSink(ABC):
         """True to end the loop (the trainer's window limit)."""
         return False
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 (a hook: most stages hold nothing to release)
         """Release what the stage holds, after the loop."""
 
     # --- what the base provides ---------------------------------------------------------------
-    def dead_letter(self, record: Record, reason: str, error_type: str, trajectory_id: str | None = None) -> Output:
-        """The dead letter of ``record``: its bytes, the reason, this stage, where it was read."""
-        letter = dead_letter_record(
-            stage=self.stage, reason=reason, error_type=error_type, source=record.topic,
-            source_partition=record.partition, source_offset=record.offset, trajectory_id=trajectory_id,
-            key=record.key, payload=record.value,
-        )  # fmt: skip
-        return Output(self.dlq_topic, record.key or b"", self.codec.encode(DEAD_LETTER, letter))
+    def dead_letter(self, source: Source, reason: str, error_type: str, trajectory_id: str | None = None) -> Output:
+        """The dead letter of ``source``, from this stage."""
+        return dead_letter(self.codec, self.dlq_topic, self.stage, source, reason, error_type, trajectory_id)
 
     async def send(self, outputs: Sequence[Output]) -> None:
         """Produce ``outputs`` and wait until the broker acknowledged every one of them."""
@@ -199,7 +231,7 @@ class BatchSink(ABC):
     async def _write(self, batch: list[Record]) -> Written:
         self.loop_stats.batches += 1
         self.loop_stats.records += len(batch)
-        delay = self.settings.sink_retry_backoff_s
+        delays = self.backoff()
         for attempt in range(1, self.retry_attempts + 1):
             try:
                 return await self.write(batch)
@@ -207,11 +239,18 @@ class BatchSink(ABC):
                 if attempt == self.retry_attempts:
                     raise
                 self.loop_stats.retries += 1
+                delay = next(delays)
                 log.warning("%s: writing %d records failed (try %d of %d), again in %.1fs: %s",
                             self.stage, len(batch), attempt, self.retry_attempts, delay, exc)  # fmt: skip
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self.settings.sink_retry_max_backoff_s)
         raise AssertionError("unreachable")
+
+    def backoff(self) -> Iterator[float]:
+        """The waits between tries: the first back-off, doubling, capped."""
+        delay = self.settings.sink_retry_backoff_s
+        while True:
+            yield min(delay, self.settings.sink_retry_max_backoff_s)
+            delay *= 2
 
     def _dead_letters(self, rejected: Sequence[Rejected]) -> list[Output]:
         out = []
@@ -225,4 +264,3 @@ class BatchSink(ABC):
             out.append(self.dead_letter(r.record, r.reason, r.error_type, r.trajectory_id))
         self.loop_stats.dead_lettered += len(out)
         return out
-

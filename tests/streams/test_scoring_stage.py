@@ -6,7 +6,8 @@ import asyncio
 import uuid
 
 from trajstream.settings import Settings
-from trajstream.streams.assembly import Assembler, Input, Output
+from trajstream.sink import Output
+from trajstream.streams.assembly import Assembler, Input
 from trajstream.streams.enrichment.worker import EnrichmentWorker
 from trajstream.streams.scoring.stage import Scorer
 from trajstream.topics import ASSEMBLED, ENRICHMENT_REQUESTS, ENRICHMENT_RESULTS, EVENTS_TOPIC
@@ -33,7 +34,7 @@ def _assembled_and_enriched(settings: Settings, codec: SingleObjectCodec) -> tup
     assembled = next(o.value for o in outputs if o.topic == settings.topic(ASSEMBLED))
     request = next(o for o in outputs if o.topic == settings.topic(ENRICHMENT_REQUESTS))
     worker = EnrichmentWorker(settings, codec)
-    results = asyncio.run(worker.handle(request.topic, 0, 0, request.key, request.value))
+    results = asyncio.run(worker.handle(Input(request.topic, 0, 0, request.key, request.value, 0)))
     enriched = next(o.value for o in results if o.topic == settings.topic(ENRICHMENT_RESULTS))
     return assembled, enriched
 
