@@ -41,7 +41,6 @@ from trajstream.consumers.milvus_store import TRAJECTORIES, ensure_collections
 from trajstream.consumers.recall import Recall
 from trajstream.settings import Settings
 from trajstream.streams.in_process import Pipeline
-from trajstream.streams.scoring.air import AirRules
 from trajstream.synthetic import tool_trajectory
 from trajstream.topics import create_topics
 from trajstream_sdk import AsyncEmitter
@@ -174,12 +173,11 @@ def sink_throughput(base: Settings, trajectories: int, client: Any) -> tuple[flo
     # Baseline: the same rows, built and inserted in batches of the sink's size, no checks.
     direct = settings.model_copy(update={"clickhouse_database": f"bench_direct_{uuid.uuid4().hex[:6]}"})
     migrate(client, direct)
-    rules = AirRules.from_settings(settings)
     t0 = time.perf_counter()
     for start in range(0, len(scored), settings.sink_batch_rows):
         rows = Rows()
         for i, value in enumerate(scored[start : start + settings.sink_batch_rows]):
-            these, _ = scored_rows(codec.decode(value).record, codec, 0, start + i, rules)
+            these, _ = scored_rows(codec.decode(value).record, codec, 0, start + i)
             rows.extend(these)
         for table, batch in rows.tables.items():
             if batch:

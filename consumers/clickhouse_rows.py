@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from trajstream.assembled import TrajectoryView
-from trajstream.streams.scoring.air import AirRules, air_rewards
+from trajstream.content import content_text
 from trajstream_sdk.codec import EventCodec
 from trajstream_sdk.events import content_kind
 from trajstream_sdk.schemas import CREDIT_ASSIGNMENT, ENRICHMENT_RESULT
@@ -80,25 +80,12 @@ class Rows:
         return sum(len(r) for r in self.tables.values())
 
 
-def _text(content: Mapping[str, Any]) -> str:
-    kind = content_kind(content)
-    if kind == "text":
-        return str(content["text"])
-    if kind == "tool_call":
-        return str(content["arguments"])
-    if kind == "tool_response":
-        return str(content["result"])
-    if kind == "redacted":
-        return f"[redacted: {content['reason']}]"
-    return str(content.get("data", ""))
-
-
 def _ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
-def scored_rows(scored: Mapping[str, Any], codec: EventCodec, source_partition: int, source_offset: int,
-                air_rules: AirRules) -> tuple[Rows, dict[str, Any]]:  # fmt: skip
+def scored_rows(scored: Mapping[str, Any], codec: EventCodec, source_partition: int,
+                source_offset: int) -> tuple[Rows, dict[str, Any]]:  # fmt: skip
     """The rows of one scored trajectory version, and its attributes (for the delta rows)."""
     view = TrajectoryView.from_bytes(scored["trajectory"], codec)
     tid, version = view.trajectory_id, view.version
@@ -111,7 +98,11 @@ def scored_rows(scored: Mapping[str, Any], codec: EventCodec, source_partition: 
     rows = Rows()
     calls: dict[str, tuple[int, datetime, Mapping[str, Any]]] = {}
     tool_calls = tool_errors = 0
-    air = air_rewards(view, air_rules)
+    # AIR as scoring computed it (scored_trajectory v3), never recomputed here: the sink's own TRAJSTREAM_AIR_*
+    # settings may differ from the scoring worker's. Records from before v3 carry none: their turns land with 0.
+    air = list(scored.get("turn_air") or []) or [0.0] * len(view.steps)
+    if len(air) != len(view.steps):
+        raise ValueError(f"turn_air has {len(air)} values for {len(view.steps)} turns")
     for step, turn_air in zip(view.steps, air, strict=True):
         record = step.record
         model = record.get("model") or {}
@@ -120,7 +111,7 @@ def scored_rows(scored: Mapping[str, Any], codec: EventCodec, source_partition: 
             "duration_ms": record.get("duration_ms") or 0, "error": step.error,
             "error_type": record.get("error_type") or "", "turn_reward": record.get("turn_reward"),
             "model": model.get("name") or "", "model_version": step.model_version or "",
-            "air": turn_air.reward, "message_count": len(step.messages), "first_version": version,
+            "air": float(turn_air), "message_count": len(step.messages), "first_version": version,
             **attrs,
         })  # fmt: skip
         for seq, message in enumerate(step.messages):
@@ -128,7 +119,7 @@ def scored_rows(scored: Mapping[str, Any], codec: EventCodec, source_partition: 
             kind = content_kind(content)
             rows.add("messages", {
                 "trajectory_id": tid, "turn_index": step.turn_index, "seq": seq, "timestamp": message["timestamp"],
-                "role": message["role"], "kind": kind, "text": _text(content),
+                "role": message["role"], "kind": kind, "text": content_text(content),
                 "tool_name": content.get("name", "") if kind in ("tool_call", "tool_response") else "",
                 "call_id": content.get("call_id", "") if kind in ("tool_call", "tool_response") else "",
                 "agent_id": attrs["agent_id"], "domain": attrs["domain"], "task_key": attrs["task_key"],

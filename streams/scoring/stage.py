@@ -16,17 +16,16 @@ from typing import Any
 from trajstream.assembled import TrajectoryView
 from trajstream.errors import CodecError, TrajstreamError
 from trajstream.settings import Settings
-from trajstream.streams.assembly import Input, Output, Result
-from trajstream.streams.scoring.air import AirRules
+from trajstream.sink import Output, dead_letter
+from trajstream.streams.assembly import Input, Result
+from trajstream.streams.scoring.air import AirRules, air_rewards
 from trajstream.streams.scoring.credit import DECISION, assign, to_record
 from trajstream.streams.scoring.rewards import extracted_entities, score
 from trajstream.topics import ASSEMBLED, DEAD_LETTER_TOPIC, ENRICHMENT_RESULTS, REWARDS, SCORED
 from trajstream_sdk.codec import EventCodec
-from trajstream_sdk.events import dead_letter_record
 from trajstream_sdk.schemas import (
     ASSEMBLED_TRAJECTORY,
     CREDIT_ASSIGNMENT,
-    DEAD_LETTER,
     ENRICHMENT_RESULT,
     SCORED_TRAJECTORY,
     SCORING_STATE,
@@ -165,6 +164,8 @@ class Scorer:
             "credits": credit_records,
             "trajectory": state["assembled"],
             "enrichment": state["enrichment"],
+            # Per turn, so that the sinks land what scoring computed instead of recomputing with their settings.
+            "turn_air": [turn.reward for turn in air_rewards(view, self.air_rules)],
         }
         key = view.trajectory_id.encode()
         return [
@@ -193,9 +194,4 @@ class Scorer:
         return value, rationale
 
     def _reject(self, record: Input, reason: str, error_type: str, tid: str | None) -> Result:
-        letter = dead_letter_record(
-            stage="scoring", reason=reason, error_type=error_type, source=record.topic,
-            source_partition=record.partition, source_offset=record.offset, trajectory_id=tid,
-            key=record.key, payload=record.value,
-        )  # fmt: skip
-        return Result(None, [Output(self.dlq_topic, record.key or b"", self.codec.encode(DEAD_LETTER, letter))])
+        return Result(None, [dead_letter(self.codec, self.dlq_topic, "scoring", record, reason, error_type, tid)])

@@ -175,3 +175,28 @@ def test_migrations_are_recorded_and_an_edited_one_is_refused(sink_settings: Set
     client.command(f"ALTER TABLE {db}.schema_migrations UPDATE checksum = 'edited' WHERE version = 1")
     with pytest.raises(ClickHouseError, match="changed after it was applied"):
         migrate(client, sink_settings)
+
+
+def test_turns_carry_the_air_that_scoring_computed_not_the_sinks_settings(
+    sink_settings: Settings, codec: SingleObjectCodec
+) -> None:
+    """Scoring runs with its own AIR values; the sink, with the defaults, lands those and recomputes nothing."""
+    scoring = sink_settings.model_copy(update={"air_tool_success": 0.7, "air_tool_error": -0.9})
+    tid, events = tool_trajectory(codec, "Refund order 7", "lookup", "error", "failure", turns=3)
+    scored = Pipeline(scoring, codec).run(events)
+    assert codec.decode(scored[-1]).record["turn_air"] == [0.0, -0.9, -0.9]  # results arrive in the next turn
+    client = connect(sink_settings)
+    migrate(client, sink_settings)
+    sink = ClickHouseSink(sink_settings, client, codec)
+    records = [_record(sink_settings.topic("trajectories.scored"), 0, i, value) for i, value in enumerate(scored)]
+    assert sink.land(records) == []
+    db = sink_settings.clickhouse_database
+    sql = f"SELECT turn_index, air FROM {db}.turns WHERE trajectory_id = {{t:String}} ORDER BY turn_index"
+    rows = client.query(sql, parameters={"t": tid}).result_rows
+    assert [(int(i), round(float(a), 6)) for i, a in rows] == [(0, 0.0), (1, -0.9), (2, -0.9)]
+
+
+def _record(topic: str, partition: int, offset: int, value: bytes) -> Any:
+    from aiokafka.structs import ConsumerRecord
+
+    return ConsumerRecord(topic, partition, offset, 0, 0, b"k", value, None, 0, len(value), [])
