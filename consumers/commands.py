@@ -38,8 +38,8 @@ def _access(ctx: click.Context) -> Any:
 def sql(ctx: click.Context, query: str, as_json: bool) -> None:
     """Run a read-only query (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN) against ClickHouse.
 
-    Tables live in the TRAJSTREAM_CLICKHOUSE_DATABASE database (default trajstream), for example
-    `trajstream sql "SELECT outcome, count() FROM trajstream.trajectories GROUP BY outcome"`.
+    Tables without a database resolve in TRAJSTREAM_CLICKHOUSE_DATABASE (default trajstream), for example
+    `trajstream sql "SELECT outcome, count() FROM trajectories GROUP BY outcome"`.
     """
     result = _access(ctx).sql(query)
     if as_json:

@@ -11,10 +11,14 @@ from typing import Any
 from trajstream.consumers.embedding import Embedder
 from trajstream.consumers.milvus_store import DECISIONS, TRAJECTORIES, quote
 from trajstream.consumers.summaries import decision_text, state_text
+from trajstream.content import clip, render_call
 from trajstream.errors import TrajstreamError
 from trajstream.settings import Settings
 
 _FILTERS = {"outcome": str, "domain": str, "agent_id": str, "model_version": str}
+# A few-shot example shows more of each step than an embedding text can hold.
+_MAX_CALL_CHARS = 240
+_MAX_REPLY_CHARS = 300
 
 
 class RecallError(TrajstreamError):
@@ -83,7 +87,11 @@ class Recall:
         return {"trajectories": hits, "messages": messages}
 
     def _steps(self, ids: list[str]) -> dict[str, list[str]]:
-        """Per trajectory, what its assistant did, in order, from ClickHouse (tool calls and replies)."""
+        """Per trajectory, what its assistant did, in order, from ClickHouse (tool calls and replies).
+
+        Rows hold a call as its name and arguments, not as a content record: ``render_call`` and ``clip``
+        give them the notation of the rest of the project without rebuilding one.
+        """
         if not ids:
             return {}
         rows = self.clickhouse.query(
@@ -101,9 +109,10 @@ class Recall:
         out: dict[str, list[str]] = defaultdict(list)
         for tid, _, _, kind, tool, text, call_id in rows:
             if kind == "tool_call":
-                out[tid].append(f"{tool}({text[:200]}) → {status.get((tid, call_id), 'no result')}")
+                call = render_call(tool, text, _MAX_CALL_CHARS)
+                out[tid].append(f"{call} → {status.get((tid, call_id), 'no result')}")
             elif kind == "text":
-                out[tid].append(f"reply: {text[:300]}")
+                out[tid].append(f"reply: {clip(text, _MAX_REPLY_CHARS)}")
         return out
 
     # --- simulation ---------------------------------------------------------------------------

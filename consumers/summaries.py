@@ -2,37 +2,26 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from trajstream.assembled import Step, TrajectoryView
-from trajstream_sdk.events import content_kind
+from trajstream.content import render_call, render_content
 
 MAX_CHARS = 600  # the embedder reads 128 word pieces (consumers.embedding); the rest would be cut anyway
-
-
-def _short(text: str, limit: int = 80) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _args(arguments: str) -> str:
-    try:
-        value = json.loads(arguments)
-    except ValueError:
-        return _short(arguments, 60)
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={_short(json.dumps(v), 30)}" for k, v in value.items())
-    return _short(json.dumps(value), 60)
+MAX_CALL_CHARS = 120
+MAX_REPLY_CHARS = 80
 
 
 def action_of(step: Step) -> tuple[str, str]:
-    """(tool name or "reply", a short text of what the assistant did in this step)."""
+    """(tool name or "reply", a short text of what the assistant did in this step).
+
+    A call reads ``issue_refund(order_id=42)``, the notation of the actions people ask about.
+    """
     for call in step.tool_calls:
-        return call["name"], f"{call['name']}({_args(call['arguments'])})"
+        return call["name"], render_call(str(call["name"]), str(call["arguments"]), MAX_CALL_CHARS)
     for message in step.messages:
-        if message["role"] == "assistant" and content_kind(message["content"]) == "text":
-            return "reply", "reply: " + _short(message["content"]["text"])
+        if message["role"] == "assistant":
+            return "reply", "reply: " + render_content(message["content"], MAX_REPLY_CHARS)
     return "reply", "reply"
 
 

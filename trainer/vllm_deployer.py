@@ -19,11 +19,12 @@ from typing import Any
 
 import httpx
 
+from trajstream.errors import TrajstreamError
 from trajstream.trainer.registry import VersionInfo
 
 
-class DeployError(RuntimeError):
-    pass
+class DeployError(TrajstreamError):
+    """The vLLM server refused to load, serve or unload an adapter."""
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -67,6 +68,32 @@ class Step:
 
 
 @dataclass(frozen=True)
+class ContextEntity:
+    """An entity the agent was started with: its name, and its type when the context gave one."""
+
+    name: str
+    entity_type: str | None = None
+
+
+def _context_entities(raw: str | None) -> tuple[ContextEntity, ...]:
+    if not raw:
+        return ()
+    try:
+        context = json.loads(raw)
+    except ValueError:
+        return ()
+    entities = context.get("entities") if isinstance(context, dict) else None
+    found: list[ContextEntity] = []
+    for entity in entities if isinstance(entities, list) else ():
+        # The context is the agent's own JSON: anything but a named object is skipped, not trusted.
+        name = entity.get("name") if isinstance(entity, dict) else None
+        if isinstance(name, str) and name.strip():
+            kind = entity.get("entity_type")
+            found.append(ContextEntity(name.strip(), kind if isinstance(kind, str) and kind else None))
+    return tuple(found)
+
+
+@dataclass(frozen=True)
 class TrajectoryView:
     """An AssembledTrajectory record with its turns decoded, in turn order."""
 
@@ -100,6 +127,11 @@ class TrajectoryView:
     @cached_property
     def task_key(self) -> str:
         return task_key(self.task_description)
+
+    @cached_property
+    def context_entities(self) -> tuple[ContextEntity, ...]:
+        """The entities named in the start event's context, in its order; none without a readable context."""
+        return _context_entities(self.record.get("context"))
 
     @property
     def outcome(self) -> str:

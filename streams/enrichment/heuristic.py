@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trajstream.assembled import Step, TrajectoryView
+from trajstream.content import clip, render_content
 from trajstream.streams.enrichment.model import Decision, DecisionType, Entity, Extraction, Importance, Relationship
-from trajstream.streams.enrichment.transcript import clip, context_entities
 from trajstream_sdk.events import content_kind
 
 NAME = "heuristic"
-PROMPT_VERSION = "heuristic-v1"
+# v2: a reply's action describes any content the way every transcript does (trajstream.content).
+PROMPT_VERSION = "heuristic-v2"
 
 MAX_ENTITIES = 50  # tool results can name hundreds of things; keep the most important
 # Names whose mentions are counted across all steps (each a search of the whole text): the rest are dropped.
@@ -99,17 +100,6 @@ def _call_statuses(view: TrajectoryView) -> dict[str, str]:
     return statuses
 
 
-def _reply_action(content: Mapping[str, Any]) -> str:
-    kind = content_kind(content)
-    if kind == "text":
-        return f"reply: {clip(content['text'], 80)}"
-    if kind == "widget":
-        return f"show widget {content['widget_type']}"
-    if kind == "structured":
-        return "return structured output"
-    return "reply"
-
-
 class _DecisionReader:
     """Walks the steps in order, remembering each tool's last call (for retries) and failures so far."""
 
@@ -134,7 +124,7 @@ class _DecisionReader:
                     Decision(
                         "reasoning",
                         step.turn_index,
-                        _reply_action(content),
+                        f"reply: {render_content(content, 80)}",
                         _confidence(0.8, self.failures),
                         reasoning=clip(stated, 500),
                     )
@@ -333,8 +323,8 @@ class _Haystack:
 
 def extract_entities(view: TrajectoryView) -> list[Entity]:
     registry = _Registry()
-    for name, entity_type in context_entities(view):
-        registry.add(name, entity_type or UNKNOWN, None, mention=False)  # known from the start
+    for entity in view.context_entities:
+        registry.add(entity.name, entity.entity_type or UNKNOWN, None, mention=False)  # known from the start
     # Per step, (tool, entities in its arguments); parsed once.
     calls = [
         [(str(c["name"]), list(_argument_entities(_json(c["arguments"])))) for c in step.tool_calls]

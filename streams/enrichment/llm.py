@@ -22,6 +22,7 @@ import openai
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from trajstream.assembled import TrajectoryView
+from trajstream.content import clip
 from trajstream.errors import ConfigurationError, TrajstreamError
 from trajstream.settings import Settings
 from trajstream.streams.enrichment.heuristic import HeuristicExtractor
@@ -35,7 +36,7 @@ from trajstream.streams.enrichment.model import (
     Importance,
     Relationship,
 )
-from trajstream.streams.enrichment.transcript import clip, format_transcript
+from trajstream.streams.enrichment.transcript import format_transcript
 
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 8.0
@@ -213,8 +214,11 @@ class _Output(_Strict):
     entities: list[_EntityOut]
 
 
-class InvalidOutputError(ValueError):
-    """The model answered, but not with what was asked for."""
+class InvalidOutputError(TrajstreamError):
+    """The model answered, but not with what was asked for: one failed attempt, retried.
+
+    Not an ``EnrichmentError``: that one means the extraction failed for good, after every attempt.
+    """
 
 
 def _short(value: Any) -> str:

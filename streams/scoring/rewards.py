@@ -18,9 +18,9 @@ from typing import Any, Protocol
 import openai
 
 from trajstream.assembled import Step, TrajectoryView
+from trajstream.content import clip, fit_lines, render_content
 from trajstream.errors import ConfigurationError, TrajstreamError
 from trajstream.settings import Settings
-from trajstream_sdk.events import content_kind
 
 # The reward of an episode that carries no explicit final_reward, by outcome.
 OUTCOME_REWARDS: Mapping[str, float] = {"success": 1.0, "partial": 0.5}
@@ -107,19 +107,6 @@ def normalise_entity(name: str) -> str:
     return _SPACES.sub(" ", name.strip()).casefold()
 
 
-def context_entities(view: TrajectoryView) -> set[str]:
-    """Normalised names of the entities in the start event's context (a JSON document, possibly absent)."""
-    raw = view.record.get("context")
-    if not raw:
-        return set()
-    try:
-        context = json.loads(raw)
-    except ValueError:
-        return set()
-    entities = context.get("entities") if isinstance(context, dict) else None
-    return {normalise_entity(str(e["name"])) for e in entities or () if isinstance(e, dict) and e.get("name")}
-
-
 def extracted_entities(enrichment: Mapping[str, Any] | None) -> set[str]:
     """Normalised names of the entities enrichment extracted (empty without a successful enrichment)."""
     if not enrichment or enrichment.get("status", "ok") != "ok":
@@ -141,7 +128,8 @@ def expected_entities(view: TrajectoryView, candidates: set[str]) -> set[str]:
     recall the context list is what counts; a task mention raises precision.
     """
     task = normalise_entity(view.task_description)
-    return context_entities(view) | {name for name in candidates if mentions(task, name)}
+    context = {normalise_entity(e.name) for e in view.context_entities}
+    return context | {name for name in candidates if mentions(task, name)}
 
 
 def entity_f1(extracted: set[str], expected: set[str]) -> tuple[float, float, float]:
@@ -196,7 +184,7 @@ def get_reward_function(name: str) -> RewardFunction:
 
 
 JUDGE_NAME = "ruler_judge"
-JUDGE_VERSION = "1"
+JUDGE_VERSION = "2"  # 2: the transcript renders content as every stage does (trajstream.content)
 
 
 def score(
@@ -272,37 +260,22 @@ _MAX_PART_CHARS = 400
 _MAX_TRANSCRIPT_CHARS = 8000
 
 
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _render_message(message: Mapping[str, Any]) -> str:
-    content = message["content"]
-    kind = content_kind(content)
-    if kind == "text":
-        body = str(content["text"])
-    elif kind == "tool_call":
-        body = f"call {content['name']}({content['arguments']})"
-    elif kind == "tool_response":
-        body = f"{content['name']} -> {content['status']}: {content['result']}"
-    elif kind == "redacted":
-        body = "[redacted]"
-    else:
-        body = f"[{kind}] {json.dumps(content, default=str)}"
-    return f"{message['role']}: {_clip(body, _MAX_PART_CHARS)}"
-
-
 def _render_step(step: Step) -> list[str]:
-    lines = [f"[turn {step.turn_index}] {_render_message(m)}" for m in step.messages]
+    lines = [
+        f"[turn {step.turn_index}] {m['role']}: {render_content(m['content'], _MAX_PART_CHARS)}" for m in step.messages
+    ]
     if step.error:
         lines.append(f"[turn {step.turn_index}] (turn failed)")
     return lines
 
 
 def transcript(view: TrajectoryView) -> str:
-    """A compact text transcript of the trajectory for the judge (no outcome: it judges the process)."""
+    """A compact text transcript of the trajectory for the judge (no outcome: it judges the process).
+
+    Past its budget the middle goes: the judge needs how the attempt began and how it ended.
+    """
     lines = [line for step in view.steps for line in _render_step(step)]
-    return _clip("\n".join(lines), _MAX_TRANSCRIPT_CHARS)
+    return fit_lines(lines, _MAX_TRANSCRIPT_CHARS)
 
 
 def _judge_prompt(views: Sequence[TrajectoryView]) -> str:
@@ -326,7 +299,7 @@ def parse_verdicts(content: str | None, ids: Sequence[str]) -> list[JudgeVerdict
         entries = json.loads(content)["scores"]
         verdicts = [JudgeVerdict(str(e["trajectory_id"]), e["score"], str(e.get("rationale", ""))) for e in entries]
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise JudgeError(f"the judge's answer is not the expected JSON: {exc}: {_clip(content, 200)}") from exc
+        raise JudgeError(f"the judge's answer is not the expected JSON: {exc}: {clip(content, 200)}") from exc
     by_id: dict[str, JudgeVerdict] = {}
     for v in verdicts:
         if v.trajectory_id in by_id:

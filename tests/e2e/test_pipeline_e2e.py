@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import time
 import uuid
@@ -136,3 +137,22 @@ def test_emitted_trajectories_reach_clickhouse_and_milvus_and_recall_finds_them(
     # Bad requests get a clear 400.
     assert httpx.post(url + "/recall", json={"k": 3}, timeout=10).status_code == 400
     assert httpx.post(url + "/recall", json={"query": "x", "filters": {"colour": "red"}}, timeout=10).status_code == 400
+
+
+def test_the_cli_reads_the_running_pipeline(pipeline: tuple[Settings, str]) -> None:
+    """`trajstream sql` resolves unqualified tables in the project's database, and `status` closes its
+    Kafka clients (it printed "Unclosed AIOKafkaConsumer" before)."""
+    settings, url = pipeline
+    env = env_for(settings)
+    env.update({"TRAJSTREAM_API_PORT": str(settings.api_port), "TRAJSTREAM_KAFKA_BOOTSTRAP": settings.bootstrap})
+    db = settings.clickhouse_database
+    expected = _post(url, "/sql", {"query": f"SELECT count() FROM {db}.trajectories"})["rows"][0][0]
+    sql = subprocess.run([str(trajstream_bin()), "sql", "--json", "SELECT count() AS n FROM trajectories"], env=env,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert sql.returncode == 0, sql.stderr
+    assert json.loads(sql.stdout)["rows"] == [[expected]] and expected > 0
+
+    status = subprocess.run([str(trajstream_bin()), "status"], env=env, capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stderr
+    assert "data" in status.stdout and "trajectories landed" in status.stdout, status.stdout
+    assert "Unclosed" not in status.stdout + status.stderr, status.stderr

@@ -60,8 +60,9 @@ def _clean_venv(root: Path) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    sdk = PROJECT_ROOT / "sdk" / "python"
     result = subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(PROJECT_ROOT / "sdk" / "python")],
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(sdk)],
         env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr

@@ -245,7 +245,7 @@ async def test_heuristic_is_deterministic_and_says_it_is_heuristic(codec: Single
     second = await HeuristicExtractor().extract(make_view(codec))
     assert replace(first, latency_ms=0) == replace(second, latency_ms=0)
     assert first.decisions and first.entities
-    assert (first.extractor, first.prompt_version, first.attempts) == ("heuristic", "heuristic-v1", 1)
+    assert (first.extractor, first.prompt_version, first.attempts) == ("heuristic", "heuristic-v2", 1)
     assert (first.input_tokens, first.output_tokens) == (None, None)
 
 
@@ -256,10 +256,10 @@ def test_transcript_is_numbered_compact_and_redacted(view: TrajectoryView) -> No
     lines = format_transcript(view, 24000).splitlines()
     assert lines[0] == "task: Refund order 1042 for ACME Corp"
     assert "[step 0] user: Hi, please refund order 1042. It arrived broken." in lines
-    assert '[step 1] assistant -> tool_call lookup_order {"order_id":1042}' in lines
+    assert "[step 1] assistant: call lookup_order(order_id=1042)" in lines
     assert "[step 1] assistant (reasoning): I need the order first." in lines
-    assert "[step 2] tool refund (error): payment provider down" in lines
-    assert "[step 6] user: [redacted]" in lines
+    assert "[step 2] tool: refund -> error: payment provider down" in lines
+    assert "[step 6] user: [redacted: persist=false]" in lines
     assert not any("4111" in line for line in lines)
     assert format_transcript(view, 24000) == format_transcript(view, 24000)
 

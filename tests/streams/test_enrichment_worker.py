@@ -117,14 +117,14 @@ async def test_timeouts_end_in_the_dead_letter_topic(
 async def test_without_a_model_the_heuristic_extractor_runs(topics: Settings, codec: SingleObjectCodec) -> None:
     result, letters = await _run_once(topics, codec, str(uuid.uuid4()))
     assert result["status"] == "ok" and result["extractor"] == "heuristic"
-    assert result["prompt_version"] == "heuristic-v1" and letters == []
+    assert result["prompt_version"] == "heuristic-v2" and letters == []
     assert any(d["decision_type"] == "tool_selection" for d in result["decisions"])
 
 
 async def test_a_request_that_is_not_one_is_dead_lettered(topics: Settings, codec: SingleObjectCodec) -> None:
     tid = str(uuid.uuid4())
     worker = EnrichmentWorker(topics, codec, build_extractor(topics))
-    outputs = await worker.handle(topics.topic("enrichment.requests"), 1, 42, tid.encode(), b"junk")
+    outputs = await worker.handle(Input(topics.topic("enrichment.requests"), 1, 42, tid.encode(), b"junk", 0))
     (letter,) = [codec.decode(o.value).record for o in outputs]
     assert letter["error_type"] == "MalformedEventError" and letter["payload"] == b"junk"
     assert (letter["source_partition"], letter["source_offset"]) == (1, 42)

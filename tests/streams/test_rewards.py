@@ -13,7 +13,7 @@ from typing import Any
 import openai
 import pytest
 
-from trajstream.assembled import TrajectoryView
+from trajstream.assembled import Step, TrajectoryView
 from trajstream.errors import ConfigurationError
 from trajstream.settings import PROJECT_ROOT, Settings
 from trajstream.streams.scoring.rewards import (
@@ -24,6 +24,7 @@ from trajstream.streams.scoring.rewards import (
     get_reward_function,
     ruler_judge,
     score,
+    transcript,
 )
 from trajstream_sdk.codec import SingleObjectCodec
 from trajstream_sdk.events import Message, ToolCall, ToolResponse, turn_record, utcnow
@@ -356,3 +357,25 @@ async def test_ruler_judge_needs_one_task(judge_server: FakeJudgeServer) -> None
     with pytest.raises(ValueError, match="one task"):
         await judge(judge_server, views)
     assert judge_server.requests == []
+
+
+def test_the_judge_reads_content_as_every_stage_renders_it() -> None:
+    assert transcript(trajectory()).splitlines() == [
+        "[turn 0] user: Summarise ACME revenue for Q3 2024",
+        '[turn 1] assistant: call search_reports(q="acme q3")',
+        '[turn 2] tool: search_reports -> success: {"revenue":"12M"}',
+        "[turn 2] assistant: ACME revenue in Q3 2024 was 12M.",
+    ]
+
+
+def test_a_long_attempt_keeps_its_end_for_the_judge() -> None:
+    base = trajectory()
+    turns = [
+        turn_record(base.trajectory_id, i, [Message.text("assistant", f"step {i} " + "x" * 2000)]) for i in range(40)
+    ]
+    steps = tuple(Step(CODEC.decode(CODEC.encode("turn", t), expect="turn").record) for t in turns)
+    text = transcript(TrajectoryView(base.record, steps))
+    lines = text.splitlines()
+    assert len(text) <= 8000
+    assert lines[0].startswith("[turn 0] assistant: step 0 ") and lines[-1].startswith("[turn 39] assistant: step 39 ")
+    assert all(len(line) <= 400 + len("[turn 39] assistant: ") for line in lines)  # each message clipped
