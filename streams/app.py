@@ -221,6 +221,9 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
 
 def run_worker(settings: Settings, loglevel: str = "warn") -> None:
     """Run the streams worker in the foreground until SIGTERM or SIGINT."""
+    # Faust creates its data directory but not its parents: with an external cluster nothing else may have
+    # made TRAJSTREAM_HOME yet (a fresh checkout failed with FileNotFoundError).
+    (settings.home / "streams").mkdir(parents=True, exist_ok=True)
     app, _ = create_app(settings)
     # A worker holds few reference cycles but allocates a container per record, so the default
     # thresholds ran a collection every few hundred records: 8% of the assembly rate. Objects alive

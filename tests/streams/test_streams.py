@@ -349,3 +349,20 @@ def test_reenrich_since_requests_the_latest_versions_again(streams: Settings, co
     mine = [r for r in requests if r["trajectory_id"] == tid and r["requested_by"] == "reenrich"]
     assert len(mine) == 1 and mine[0]["prompt_version"] == "v2"
     assert mine[0]["trajectory_version"] == assembled[tid]["version"]
+
+
+def test_the_worker_starts_in_a_home_that_does_not_exist_yet(broker_settings: Settings, tmp_path: Path) -> None:
+    """Regression: with an external cluster nothing created TRAJSTREAM_HOME, and Faust, which makes its data
+    directory without parents, stopped the worker with FileNotFoundError."""
+    home = tmp_path / "not" / "there" / "yet"
+    settings = broker_settings.model_copy(update={"home": home, "kafka_bootstrap": broker_settings.bootstrap,
+                                                  "topic_prefix": f"h{uuid.uuid4().hex[:8]}."})  # fmt: skip
+    import asyncio
+
+    asyncio.run(create_topics(settings))
+    worker = Worker(settings, tmp_path / "streams.log", TRAJSTREAM_KAFKA_BOOTSTRAP=settings.bootstrap)
+    worker.start()
+    try:
+        assert (home / "streams").is_dir()
+    finally:
+        worker.stop()
