@@ -122,3 +122,14 @@ def test_storage_formats_with_a_cluster_id_that_starts_with_a_dash(tmp_path: Pat
     broker._write_config()
     broker._format_once(broker.jars(), cluster_id=dash_id)
     assert f"cluster.id={dash_id}" in (tmp_path / "kafka" / "data" / "meta.properties").read_text()
+
+
+def test_status_without_a_reachable_broker_closes_its_clients(tmp_path: Path) -> None:
+    """Regression: with the broker unreachable, each part's lag probe left an unclosed Kafka consumer, and
+    `trajstream status` ended with "Unclosed AIOKafkaConsumer" errors."""
+    env = env_for(Settings(home=tmp_path))
+    env["TRAJSTREAM_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{free_port()}"  # nothing listens there
+    result = subprocess.run([trajstream_bin(), "status"], env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert "not running" in result.stdout
+    assert "Unclosed" not in result.stdout + result.stderr, result.stderr
