@@ -12,6 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from tests.support.streams import publish, read
+from trajstream.consumers.clickhouse_rows import COLUMNS, scored_rows
 from trajstream.consumers.clickhouse_sink import ClickHouseSink
 from trajstream.consumers.clickhouse_store import ClickHouseError, connect, migrate, migrations, stored_bytes
 from trajstream.settings import Settings
@@ -200,3 +201,15 @@ def _record(topic: str, partition: int, offset: int, value: bytes) -> Any:
     from aiokafka.structs import ConsumerRecord
 
     return ConsumerRecord(topic, partition, offset, 0, 0, b"k", value, None, 0, len(value), [])
+
+
+def test_a_scored_record_whose_air_does_not_fit_its_turns_is_refused(codec: SingleObjectCodec) -> None:
+    """A v3 record with AIR for the wrong number of turns cannot become rows (the sink dead-letters it);
+    a record from before v3, without AIR, lands with AIR 0."""
+    _, events = tool_trajectory(codec, "Refund order 8", "lookup", "success", "success", turns=2)
+    scored = codec.decode(Pipeline(Settings(), codec).run(events)[-1]).record
+    with pytest.raises(ValueError, match="turn_air has 1 values for 2 turns"):
+        scored_rows({**scored, "turn_air": [0.5]}, codec, 0, 0)
+    rows, _ = scored_rows({**scored, "turn_air": []}, codec, 0, 0)
+    air = COLUMNS["turns"].index("air")
+    assert [row[air] for row in rows.tables["turns"]] == [0.0, 0.0]
