@@ -13,17 +13,17 @@ from trajstream_sdk.codec import EventCodec, codec_for
 from trajstream_sdk.schemas import MODEL_VERSION
 
 
-def version_event(info: VersionInfo, event: str, reason: str) -> dict[str, Any]:
+def version_event(info: VersionInfo, event: str, reason: str, canary_share: float = 0.0) -> dict[str, Any]:
     return {
         "model_name": info.model_name, "version": info.version, "number": info.number, "parent": info.parent,
         "event": event, "at": int(time.time() * 1000), "path": info.path, "windows": info.windows,
-        "metrics": info.metrics, "reason": reason,
+        "metrics": info.metrics, "reason": reason, "base": info.base, "canary_share": canary_share,
     }  # fmt: skip
 
 
 async def announce_async(settings: TrainerSettings, codec: EventCodec, producer: Any, info: VersionInfo, event: str,
-                         reason: str) -> None:  # fmt: skip
-    value = codec.encode(MODEL_VERSION, version_event(info, event, reason))
+                         reason: str, canary_share: float = 0.0) -> None:  # fmt: skip
+    value = codec.encode(MODEL_VERSION, version_event(info, event, reason, canary_share))
     await producer.send_and_wait(settings.topic(MODEL_VERSIONS), value, key=info.model_name.encode())
 
 

@@ -1,7 +1,8 @@
 """The trainer's settings, beside the trainer (TRL's habit: GRPOConfig sits next to GRPOTrainer).
 
 ``TrainerSettings`` is the platform's one settings object with the trainer's section added: the same
-``TRAJSTREAM_*`` variables (``TRAJSTREAM_TRAINER_*``, ``TRAJSTREAM_GATE_*``), read by the trainer alone.
+``TRAJSTREAM_*`` variables (``TRAJSTREAM_TRAINER_*``, ``TRAJSTREAM_GATE_*``, ``TRAJSTREAM_CANARY_*``),
+read by the trainer and serving alone.
 """
 
 from __future__ import annotations
@@ -38,8 +39,43 @@ class TrainerSettings(Settings):
     trainer_heldout_fraction: float = Field(
         default=0.25, ge=0, lt=1, description="Share of a window the gate judges on."
     )
+    trainer_adapter: Literal["lora", "full"] = Field(
+        default="lora", description="Train LoRA adapters on a fixed base (each version an adapter) or full weights."
+    )
+    trainer_lora_rank: int = Field(default=8, ge=1, description="LoRA rank r.")
+    trainer_lora_alpha: int = Field(default=16, ge=1, description="LoRA alpha (the update is scaled by alpha / r).")
+    trainer_lora_targets: str = Field(
+        default="all-linear", description="Modules LoRA adapts: all-linear, or comma-separated module names."
+    )
+    trainer_versions_per_hour: float = Field(
+        default=12.0, gt=0, description="At most this many candidate versions an hour; windows in between train on."
+    )
+    trainer_reward_control: Literal["none", "shuffled"] = Field(
+        default="none", description="shuffled: permute the rewards within each window (a control arm, no signal)."
+    )
     gate_min_gain: float = Field(default=0.0, description="Held-out reward a version must gain over the deployed one.")
     gate_max_kl: float = Field(default=0.05, gt=0, description="Largest KL from the deployed version the gate accepts.")
+
+    canary_share: float = Field(
+        default=0.2,
+        ge=0,
+        lt=1,
+        description="Share of requests a candidate serves before promotion (0: deploy at once).",
+    )
+    canary_margin: float = Field(
+        default=0.05, gt=0, description="Live reward a candidate may lose and still count as not worse."
+    )
+    canary_alpha: float = Field(
+        default=0.05, gt=0, lt=0.5, description="Chance to promote a version worse by the margin."
+    )
+    canary_beta: float = Field(default=0.2, gt=0, lt=0.5, description="Chance to roll back a version as good.")
+    canary_min_trajectories: int = Field(default=30, ge=2, description="Live trajectories per side before deciding.")
+    canary_max_trajectories: int = Field(
+        default=2000, ge=2, description="A canary undecided at this many trajectories is rolled back."
+    )
+    watch_trajectories: int = Field(
+        default=1000, ge=0, description="A promoted version is watched against its predecessor this long (0: off)."
+    )
 
     @property
     def registry_dir(self) -> Path:

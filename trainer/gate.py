@@ -37,15 +37,28 @@ class Verdict:
 
 def policy_logps(model: Any, sample: TokenizedSample) -> Any:
     """log pi(token) for the sample's assistant tokens, in order (a 1-D tensor)."""
+    return batch_logps(model, [sample])[0]
+
+
+def batch_logps(model: Any, samples: Sequence[TokenizedSample], batch: int = 32) -> list[Any]:
+    """``policy_logps`` for many samples, ``batch`` sequences per forward (right-padded, masked)."""
     import torch
 
-    ids = torch.tensor([sample.prompt_ids + sample.completion_ids], device=model.device)
-    with torch.no_grad():
-        logits = model(input_ids=ids).logits[0, :-1].float()
-    logps = torch.log_softmax(logits, dim=-1).gather(1, ids[0, 1:, None])[:, 0]
-    completion = logps[len(sample.prompt_ids) - 1 :]
-    mask = torch.tensor(sample.assistant_mask, dtype=torch.bool, device=completion.device)
-    return completion[mask]
+    out: list[Any] = []
+    for start in range(0, len(samples), batch):
+        chunk = samples[start : start + batch]
+        seqs = [s.prompt_ids + s.completion_ids for s in chunk]
+        width = max(len(x) for x in seqs)
+        ids = torch.tensor([x + [0] * (width - len(x)) for x in seqs], device=model.device)
+        attention = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in seqs], device=model.device)
+        with torch.no_grad():
+            logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
+        logps = torch.log_softmax(logits, dim=-1).gather(2, ids[:, 1:, None])[:, :, 0]
+        for row, s in enumerate(chunk):
+            completion = logps[row, len(s.prompt_ids) - 1 : len(s.prompt_ids) - 1 + len(s.completion_ids)]
+            mask = torch.tensor(s.assistant_mask, dtype=torch.bool, device=completion.device)
+            out.append(completion[mask])
+    return out
 
 
 def judge(candidate: Any, deployed: Any, heldout: Sequence[tuple[TokenizedSample, float]], min_gain: float,
@@ -54,8 +67,11 @@ def judge(candidate: Any, deployed: Any, heldout: Sequence[tuple[TokenizedSample
     if not heldout:
         return Verdict(False, math.nan, math.nan, math.nan, "no held-out trajectories to judge on")
     log_weights, rewards, kl_sum, tokens = [], [], 0.0, 0
-    for sample, reward in heldout:
-        delta = policy_logps(candidate, sample) - policy_logps(deployed, sample)
+    samples = [sample for sample, _ in heldout]
+    for candidate_logps, deployed_logps, (_, reward) in zip(
+        batch_logps(candidate, samples), batch_logps(deployed, samples), heldout, strict=True
+    ):
+        delta = candidate_logps - deployed_logps
         bound = math.log(weight_cap)
         log_weights.append(max(-bound, min(float(delta.mean()), bound)))
         rewards.append(reward)

@@ -69,7 +69,8 @@ def deepspeed_config(stage: int) -> dict[str, Any]:
     return {
         "train_micro_batch_size_per_gpu": "auto",
         "gradient_accumulation_steps": "auto",
-        "zero_optimization": {"stage": stage},
+        # ZeRO-3 partitions the weights: saving gathers them into whole weights (not a DeepSpeed checkpoint).
+        "zero_optimization": {"stage": stage, "stage3_gather_16bit_weights_on_model_save": True},
         "bf16": {"enabled": "auto"},  # follows the training arguments (bf16 on a GPU, fp32 on the CPU)
         "zero_allow_untested_optimizer": True,
     }
@@ -171,9 +172,16 @@ def _trainer_class() -> type:
 
 
 def build_trainer(
-    model: Any, tokenizer: Any, rows: Sequence[TrainingRow], config: Any, is_cap: float = 2.0, optimizer: Any = None
+    model: Any,
+    tokenizer: Any,
+    rows: Sequence[TrainingRow],
+    config: Any,
+    is_cap: float = 2.0,
+    optimizer: Any = None,
+    peft_config: Any = None,
 ) -> Any:
-    """A window trainer over ``rows`` (``model`` is a model or a local model directory).
+    """A window trainer over ``rows`` (``model`` is a model or a local model directory; with ``peft_config``
+    TRL wraps it in a fresh LoRA adapter, and ``trainer.model`` is that ``PeftModel``).
 
     ``optimizer``, built over ``model``'s parameters, carries its state from one window to the next: a
     fresh AdamW per window makes every window's steps first steps, each moving every parameter by about
@@ -184,7 +192,7 @@ def build_trainer(
     if not rows:
         raise ValueError("a window with nothing to train on")
     cls = _trainer_class()
-    trainer = cls(model=model, reward_funcs=_no_reward, args=config,
+    trainer = cls(model=model, reward_funcs=_no_reward, args=config, peft_config=peft_config,
                   train_dataset=Dataset.from_list([r.as_row() for r in rows]), processing_class=tokenizer)  # fmt: skip
     trainer.is_cap = is_cap
     trainer.persistent_optimizer = optimizer

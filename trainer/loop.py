@@ -4,13 +4,20 @@ A window holds consecutive records of one partition (each partition has its own 
 records after a partition's committed offset always form the same windows again, whatever order the
 partitions are fetched in. Order of effects for a window, and what a crash between two of them does:
 
-1. train, save the version, gate it (a crash here: the window is trained again after a restart; the
-   half-made version stays in the registry as a candidate nobody deployed);
-2. publish the version's events on ``model.versions`` (a crash here: the window is trained again, and
+1. train; when a version is due (``trainer_versions_per_hour``, and no canary or watch open), save it
+   and gate it (a crash here: the window is trained again after a restart; the half-made version stays
+   in the registry as a candidate nobody deployed);
+2. add the window's live rewards to the open canary or watch and act on the sequential test
+   (``trainer.live``): promote or roll back a canary, roll back a watched version; a candidate that
+   passed the gate starts its canary (or, with ``canary_share`` 0, is deployed);
+3. publish the versions' events on ``model.versions`` (a crash here: the window is trained again, and
    the events of both versions are out);
-3. record the window (its first offset and the offset one past its last) in the checkpoint
-   (``trainer_state.json`` beside the model line);
-4. commit the window's offsets.
+4. record the window (its first offset and the offset one past its last) and the open canary or watch
+   in the checkpoint (``trainer_state.json`` beside the model line);
+5. commit the window's offsets.
+
+Training between two versions lives in memory: a crash loses at most the windows since the last version
+(their offsets are committed), which ``trainer_versions_per_hour`` bounds.
 
 The loop is a ``BatchSink`` (trajstream.sink) whose write keeps the records of open windows back: it
 returns the offsets of the windows it finished, and the base commits only those. A restart reads from
@@ -34,7 +41,8 @@ from trajstream.sink import BatchSink, Received, Record, Written
 from trajstream.topics import SCORED, trainer_group
 from trajstream.trainer.announce import announce_async
 from trajstream.trainer.config import TrainerSettings
-from trajstream.trainer.registry import Registry
+from trajstream.trainer.live import RewardStats, Trial, TrialParameters, sequential_test
+from trajstream.trainer.registry import Registry, VersionInfo
 from trajstream.trainer.window_training import WindowReport, WindowTrainer
 from trajstream.trainer.windows import Position, Window, WindowBuilder
 from trajstream_sdk.codec import EventCodec, codec_for
@@ -43,23 +51,27 @@ KEEP_WINDOW_IDS = 10_000
 
 
 class Checkpoint:
-    """The windows already trained on (first offset -> one past the last), beside the model line."""
+    """The windows already trained on (first offset -> one past the last), and the open canary or watch with
+    the live rewards it has counted, beside the model line: both change with a window, so both are saved
+    with it."""
 
     def __init__(self, path: Path):
         self.path = path
         data = json.loads(path.read_text()) if path.exists() else {}
         self.trained: dict[str, int] = dict(data.get("trained_windows", {}))
+        self.trial: Trial | None = Trial.from_json(data["trial"]) if data.get("trial") else None
 
     def end_of(self, window_id: str) -> int | None:
         return self.trained.get(window_id)
 
-    def add(self, window_id: str, end: int) -> None:
+    def add(self, window_id: str, end: int, trial: Trial | None) -> None:
         self.trained[window_id] = end
+        self.trial = trial
         while len(self.trained) > KEEP_WINDOW_IDS:
             self.trained.pop(next(iter(self.trained)))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"trained_windows": self.trained}))
+        tmp.write_text(json.dumps({"trained_windows": self.trained, "trial": trial.to_json() if trial else None}))
         tmp.replace(self.path)
 
 
@@ -83,6 +95,9 @@ class TrainerLoop(BatchSink):
         self.progress = progress
         self.after_checkpoint = after_checkpoint  # a test's crash point between checkpoint and commit
         self.reports: list[WindowReport] = []
+        self.trial: Trial | None = self.checkpoint.trial
+        self._last_cut: float | None = None
+        self.live: dict[str, RewardStats] = {}  # every version's live reward seen by this process
         self._builders: dict[TopicPartition, WindowBuilder[bytes]] = {}
         self._max_windows: int | None = None
         self._windows_done = 0
@@ -141,23 +156,101 @@ class TrainerLoop(BatchSink):
                     if again is not None and not self.done():
                         commit.update(await self._finish(again, builder))
             return commit
-        report = await asyncio.to_thread(self.window_trainer.train, wid, window.items)
+        report = await asyncio.to_thread(self.window_trainer.train, wid, window.items, self._cut_due())
+        if report.version is not None:
+            self._last_cut = time.monotonic()
         self.reports.append(report)
-        await self._publish(report, window)
-        self.checkpoint.add(wid, end)
+        events = self._decide(report)
+        await self._publish(events, report, window)
+        self.checkpoint.add(wid, end, self.trial)
         if self.after_checkpoint is not None:
             self.after_checkpoint(report)
         return {tp: end}
 
-    async def _publish(self, report: WindowReport, window: Window[bytes]) -> None:
-        """The version's events and the window's dead letters, acknowledged before the checkpoint."""
-        assert self.producer is not None
+    def _cut_due(self) -> bool:
+        """A new candidate only while no canary or watch is open, and at most versions-per-hour."""
+        if self.trial is not None:
+            return False
+        gap = 3600.0 / self.settings.trainer_versions_per_hour
+        return self._last_cut is None or time.monotonic() - self._last_cut >= gap
+
+    def _test(self, trial: Trial) -> tuple[str, float]:
+        s = self.settings
+        limit = s.canary_max_trajectories if trial.kind == "canary" else s.watch_trajectories
+        params = TrialParameters(s.canary_margin, s.canary_alpha, s.canary_beta, s.canary_min_trajectories, limit)
+        return sequential_test(trial.candidate_stats, trial.reference_stats, params)
+
+    def _decide(self, report: WindowReport) -> list[tuple[VersionInfo, str, str]]:
+        """Act on the live figures, then on the window's candidate; the events to announce, in order."""
+        events: list[tuple[VersionInfo, str, str]] = []
+        for served, stats in report.live.items():
+            self.live.setdefault(served, RewardStats()).merge(stats)
+        trial = self.trial
+        if trial is not None:
+            for served, stats in report.live.items():
+                trial.add(served, stats)
+            decision, llr = self._test(trial)
+            why = f"live reward {trial.line()} (log-likelihood ratio {llr:.2f})"
+            if trial.kind == "canary" and decision == "ok":
+                self.registry.end_canary()
+                info = self.registry.deploy(trial.candidate, f"canary promoted: {why}")
+                events.append((info, "deployed", f"canary promoted: {why}"))
+                self.progress(f"canary {trial.candidate} promoted: {why}")
+                self.trial = (Trial("watch", trial.candidate, trial.reference, reference_stats=trial.reference_stats,
+                                    reference_frozen=True) if self.settings.watch_trajectories else None)  # fmt: skip
+            elif trial.kind == "canary" and decision == "worse":
+                self.registry.end_canary()
+                info = self.registry.mark(trial.candidate, "rejected", "rolled_back", f"canary rolled back: {why}")
+                events.append((info, "rolled_back", f"canary rolled back: {why}"))
+                self.progress(f"canary {trial.candidate} rolled back: {why}")
+                self._restore_deployed()
+                self.trial = None
+            elif trial.kind == "watch" and decision == "worse":
+                info = self.registry.rollback(f"live reward fell below its predecessor's: {why}")
+                events.append((self.registry.get(trial.candidate), "rolled_back", f"live reward fell: {why}"))
+                events.append((info, "deployed", f"rollback from {trial.candidate}: {why}"))
+                self.progress(f"deployed {trial.candidate} rolled back to {info.version}: {why}")
+                self._restore_deployed()
+                self.trial = None
+            elif trial.kind == "watch" and decision == "ok":
+                self.progress(f"deployed {trial.candidate} holds up live: {why}")
+                self.trial = None
         if report.version is not None and report.verdict is not None:
-            events = [("created", "")]
-            events.append(("deployed", report.verdict.reason) if report.verdict.deploy else
-                          ("rejected", report.verdict.reason))  # fmt: skip
-            for event, reason in events:
-                await announce_async(self.settings, self.codec, self.producer, report.version, event, reason)
+            version, verdict = report.version, report.verdict
+            events.append((version, "created", ""))
+            deployed = self.registry.deployed()
+            share = self.settings.canary_share
+            if not verdict.deploy:
+                events.append((version, "rejected", verdict.reason))
+            elif share > 0 and deployed is not None:
+                reason = f"gate: {verdict.reason}; serves {share:.0%} of requests beside {deployed.version}"
+                report.version = self.registry.start_canary(version.version, share, reason)
+                events.append((report.version, "canary", reason))
+                self.trial = Trial("canary", version.version, deployed.version)
+                self.progress(f"canary {version.version}: {reason}")
+            else:
+                previous = deployed.version if deployed is not None else None
+                report.version = self.registry.deploy(version.version, f"gate: {verdict.reason}")
+                events.append((report.version, "deployed", verdict.reason))
+                if previous is not None and self.settings.watch_trajectories:
+                    # No canary ran beside it: the predecessor's reference is its live reward so far.
+                    before = self.live.get(previous, RewardStats())
+                    self.trial = Trial("watch", version.version, previous, reference_frozen=True,
+                                       reference_stats=RewardStats(before.n, before.total, before.squares))  # fmt: skip
+        return events
+
+    def _restore_deployed(self) -> None:
+        deployed = self.registry.deployed()
+        if deployed is not None:
+            self.window_trainer.restore(deployed)
+
+    async def _publish(self, events: list[tuple[VersionInfo, str, str]], report: WindowReport,
+                       window: Window[bytes]) -> None:  # fmt: skip
+        """The versions' events and the window's dead letters, acknowledged before the checkpoint."""
+        assert self.producer is not None
+        for info, event, reason in events:
+            await announce_async(self.settings, self.codec, self.producer, info, event, reason,
+                                 self.settings.canary_share if event == "canary" else 0.0)  # fmt: skip
         letters = []
         for index, reason in report.unreadable:
             p = window.positions[index]

@@ -1,8 +1,9 @@
 """Off-policy correction: drop samples from versions too old, weight the rest by truncated importance ratios.
 
 The trajectories in a window were sampled by earlier model versions (the behaviour policies). A sample
-whose behaviour version is more than ``max_lag`` versions behind the one being trained is dropped and
-counted. For the rest, each policy token's advantage is weighted by min(pi(token) / mu(token), cap), with
+whose behaviour version is more than ``max_lag`` deployments behind the deployed version is dropped and
+counted (deployments, not version numbers: candidates that were rejected or never served do not age
+anything). For the rest, each policy token's advantage is weighted by min(pi(token) / mu(token), cap), with
 pi the current policy before the update and mu the behaviour policy's recorded probability (truncated
 importance sampling, as TRL does with vLLM's log-probabilities in ``token_truncate`` mode). Tokens whose
 behaviour probability was not recorded keep weight 1 and are counted.
@@ -20,17 +21,17 @@ from trajstream.trainer.samples import TokenizedSample
 @dataclass
 class StaleFilter:
     kept: list[TokenizedSample]
-    stale: int  # dropped: behaviour version more than max_lag behind
+    stale: int  # dropped: behaviour version more than max_lag deployments behind
     unversioned: int  # kept, but no behaviour version was recorded
 
 
 def drop_stale(
-    samples: Sequence[TokenizedSample], current: int, max_lag: int, number_of: Callable[[str], int | None]
+    samples: Sequence[TokenizedSample], max_lag: int, deployed_since: Callable[[str], int | None]
 ) -> StaleFilter:
-    """Keep samples whose oldest behaviour version is at most ``max_lag`` behind ``current``.
+    """Keep samples whose oldest behaviour version is at most ``max_lag`` deployments old.
 
-    ``number_of`` maps a version name to its sequence number in the registry (None when unknown: such a
-    version cannot be placed, so the sample is treated as stale).
+    ``deployed_since`` maps a version name to the deployments that came after it (``Registry.deployed_since``;
+    None when unknown: such a version cannot be placed, so the sample is treated as stale).
     """
     out = StaleFilter([], 0, 0)
     for sample in samples:
@@ -38,8 +39,8 @@ def drop_stale(
             out.unversioned += 1
             out.kept.append(sample)
             continue
-        numbers = [number_of(v) for v in sample.model_versions]
-        if any(n is None for n in numbers) or current - min(n for n in numbers if n is not None) > max_lag:
+        lags = [deployed_since(v) for v in sample.model_versions]
+        if any(lag is None for lag in lags) or max(lag for lag in lags if lag is not None) > max_lag:
             out.stale += 1
             continue
         out.kept.append(sample)

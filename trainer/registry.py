@@ -1,9 +1,11 @@
 """The model registry: a directory of versions, each with its weights, tokenizer and metadata.
 
-    {root}/{model}/v{n}/model/        save_pretrained weights (or a LoRA adapter)
+    {root}/{model}/v{n}/model/        save_pretrained weights, or a LoRA adapter over ``base``
     {root}/{model}/v{n}/tokenizer/
-    {root}/{model}/v{n}/version.json  number, parent, windows, metrics, status, history
-    {root}/{model}/deployed.json      the deployed version, and the ones deployed before it (for rollback)
+    {root}/{model}/v{n}/version.json  number, parent, base, windows, metrics, status, history
+    {root}/{model}/deployed.json      the deployed version, the ones deployed before it (for rollback),
+                                      and every deployment in order (staleness is counted in these)
+    {root}/{model}/canary.json        the candidate serving a share of requests beside it, if any
 
 Writes go to a temporary file and are renamed into place, so a reader (serving, the CLI) never sees half a
 file. One trainer writes a model line; serving and the CLI read it.
@@ -20,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-Status = Literal["candidate", "deployed", "rejected", "retired"]
+Status = Literal["candidate", "canary", "deployed", "rejected", "retired"]
 
 
 @dataclass
@@ -32,6 +34,8 @@ class VersionInfo:
     path: str
     created_at_ms: int
     windows: list[str] = field(default_factory=list)
+    # A LoRA version: the directory of the full weights its adapter applies to (None: full weights).
+    base: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     status: Status = "candidate"
     history: list[dict[str, Any]] = field(default_factory=list)  # {event, at_ms, reason}
@@ -79,18 +83,46 @@ class Registry:
     def weights(self, version: str) -> Path:
         return Path(self.get(version).path) / "model"
 
+    def canary(self) -> tuple[VersionInfo, float] | None:
+        """The candidate serving a share of requests beside the deployed version, and that share."""
+        pointer = self.dir / "canary.json"
+        if not pointer.exists():
+            return None
+        data = json.loads(pointer.read_text())
+        return self.get(data["version"]), float(data["share"])
+
+    def deployments(self) -> list[tuple[str, int]]:
+        """Every deployment (by the gate, a canary's promotion, by hand or a rollback) in order: (version, at_ms)."""
+        pointer = self.dir / "deployed.json"
+        data = json.loads(pointer.read_text()) if pointer.exists() else {}
+        return [(d["version"], int(d["at_ms"])) for d in data.get("log", [])]
+
+    def deployed_since(self, version: str) -> int | None:
+        """Staleness: how many deployments came after ``version`` was last deployed (or, for a version never
+        deployed, such as a canary, after it was created). None for a version the registry does not know."""
+        log = self.deployments()
+        last = max((i for i, (v, _) in enumerate(log) if v == version), default=None)
+        if last is not None:
+            return len(log) - 1 - last
+        try:
+            created = self.get(version).created_at_ms
+        except KeyError:
+            return None
+        return sum(1 for _, at in log if at > created)
+
     # --- writing --------------------------------------------------------------------------------
     def save(self, write_model: Callable[[str], Any], tokenizer: Any, parent: str | None, windows: list[str],
-             metrics: Mapping[str, float]) -> VersionInfo:  # fmt: skip
+             metrics: Mapping[str, float], base: str | None = None) -> VersionInfo:  # fmt: skip
         """Save a new candidate version. ``write_model(directory)`` writes the weights: a model's
-        ``save_pretrained``, or a trainer's ``save_model``, which gathers ZeRO-3's partitioned weights."""
+        ``save_pretrained``, or a trainer's ``save_model``, which gathers ZeRO-3's partitioned weights (of a
+        LoRA model, the adapter alone: then ``base`` is the directory of the weights it applies to)."""
         number = max((v.number for v in self.versions()), default=0) + 1
         name = f"v{number}"
         path = self.dir / name
         write_model(str(path / "model"))
         tokenizer.save_pretrained(path / "tokenizer")
         info = VersionInfo(self.model_name, name, number, parent, str(path.resolve()), int(time.time() * 1000),
-                           list(windows), {k: float(v) for k, v in metrics.items()})  # fmt: skip
+                           list(windows), base, {k: float(v) for k, v in metrics.items()})  # fmt: skip
         info.history.append({"event": "created", "at_ms": info.created_at_ms, "reason": ""})
         self._write(info)  # last: a version is listed only once its files are complete
         return info
@@ -111,8 +143,18 @@ class Registry:
         if previous is not None and previous.version != version:
             self.mark(previous.version, "retired", "retired", f"replaced by {version}")
             stack.append(previous.version)
-        _write_json(self.dir / "deployed.json", {"version": version, "previous": stack})
+        self._point(version, stack)
         return info
+
+    def start_canary(self, version: str, share: float, reason: str) -> VersionInfo:
+        if not 0 < share < 1:
+            raise ValueError(f"a canary serves a share of requests between 0 and 1, not {share}")
+        info = self.mark(version, "canary", "canary", reason)
+        _write_json(self.dir / "canary.json", {"version": version, "share": share})
+        return info
+
+    def end_canary(self) -> None:
+        (self.dir / "canary.json").unlink(missing_ok=True)
 
     def rollback(self, reason: str) -> VersionInfo:
         """Deploy the version deployed before the current one again."""
@@ -123,12 +165,17 @@ class Registry:
         target = stack.pop()
         self.mark(current.version, "retired", "rolled_back", reason)
         info = self.mark(target, "deployed", "deployed", f"rollback from {current.version}: {reason}")
-        _write_json(self.dir / "deployed.json", {"version": target, "previous": stack})
+        self._point(target, stack)
         return info
 
     def _stack(self) -> list[str]:
         pointer = self.dir / "deployed.json"
         return list(json.loads(pointer.read_text()).get("previous", [])) if pointer.exists() else []
+
+    def _point(self, version: str, stack: list[str]) -> None:
+        log = [{"version": v, "at_ms": at} for v, at in self.deployments()]
+        log.append({"version": version, "at_ms": int(time.time() * 1000)})
+        _write_json(self.dir / "deployed.json", {"version": version, "previous": stack, "log": log})
 
     def _write(self, info: VersionInfo) -> None:
         _write_json(Path(info.path) / "version.json", asdict(info))

@@ -1,11 +1,17 @@
-"""Train on one window of scored trajectories: decode, group, weigh, train, save a version, gate it.
+"""Train on one window of scored trajectories: decode, group, weigh, train, and (when it is time) save a
+candidate version and gate it.
 
-No Kafka here: ``trainer.loop`` feeds windows in and commits their offsets once this returns.
+No Kafka here: ``trainer.loop`` feeds windows in, commits their offsets once this returns, and runs the
+candidate's canary. The policy in memory and its optimizer carry from window to window; a version is cut
+at most ``trainer_versions_per_hour`` times an hour (the loop says when). With ``trainer_adapter=lora``
+(the default) the policy is a LoRA adapter on a fixed base, added through TRL's ``peft_config``, and each
+version is saved as an adapter.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import socket
 import tempfile
 import zlib
@@ -20,9 +26,11 @@ from trajstream.trainer.config import TrainerSettings
 from trajstream.trainer.gate import Verdict, judge
 from trajstream.trainer.grouping import Sample, make_groups
 from trajstream.trainer.grpo import TrainingRow, build_trainer, deepspeed_config, grpo_config
+from trajstream.trainer.live import RewardStats
 from trajstream.trainer.offpolicy import drop_stale
 from trajstream.trainer.registry import Registry, VersionInfo
 from trajstream.trainer.samples import TokenizedSample, step_count, tokenize
+from trajstream.trainer.weights import base_of, load_full, load_version
 from trajstream_sdk.codec import EventCodec
 from trajstream_sdk.schemas import CREDIT_ASSIGNMENT, SCORED_TRAJECTORY
 
@@ -52,9 +60,14 @@ class WindowReport:
     flat_groups: int = 0
     skipped_samples: int = 0
     trained: int = 0
-    version: VersionInfo | None = None
+    version: VersionInfo | None = None  # the candidate cut from this window, if one was
     verdict: Verdict | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    # The true rewards of the window's trajectories by the one version that served each (before any
+    # control shuffle): the canary's and the watch's live figures. Trajectories served by several
+    # versions (a reload mid-trajectory) count in ``mixed_versions`` only.
+    live: dict[str, RewardStats] = field(default_factory=dict)
+    mixed_versions: int = 0
 
     def line(self) -> str:
         out = (f"window {self.window_id}: {self.records} trajectories, trained on {self.trained} "
@@ -62,7 +75,7 @@ class WindowReport:
                f"no assistant {self.no_assistant}, in groups of one or without reward variance "
                f"{self.skipped_samples})")  # fmt: skip
         if self.version is not None and self.verdict is not None:
-            verdict = "deployed" if self.verdict.deploy else "rejected"
+            verdict = "passed the gate" if self.verdict.deploy else "rejected"
             out += f" -> {self.version.version} {verdict}: {self.verdict.reason}"
         return out
 
@@ -90,21 +103,79 @@ class WindowTrainer:
         self.codec = codec
         self.registry = registry
         self.progress = progress
-        # The policy in memory and its optimizer, carried across windows while they hold the deployed version.
+        # The policy in memory and its optimizer, carried across windows while they descend from the deployed
+        # version (or the canary): ``_policy_version`` is the version the weights in memory started from.
         self._policy: Any = None
         self._policy_version: str | None = None
         self._optimizer: Any = None
+        self._peft_config: Any = None  # set until TRL has wrapped a fresh base in its first adapter
+        self._base: str | None = None  # the full weights the adapter applies to (LoRA)
+        self._deployed_model: tuple[str, Any] | None = None  # the gate's reference, by version
+
+    @property
+    def policy(self) -> Any:
+        return self._policy
+
+    @property
+    def optimizer(self) -> Any:
+        return self._optimizer
 
     def _policy_for(self, deployed: VersionInfo) -> tuple[Any, Any]:
-        """The deployed version as a model to train in place, and the optimizer carried with it (None: the
-        trainer makes one). After a version is deployed or rolled back by hand, both start afresh."""
-        from transformers import AutoModelForCausalLM
+        """The model to train in place, and the optimizer carried with it (None: the trainer makes one).
 
-        if self._policy is None or self._policy_version != deployed.version:
-            self._policy = AutoModelForCausalLM.from_pretrained(self.registry.weights(deployed.version))
-            self._policy_version = deployed.version
-            self._optimizer = None
+        It goes on from the weights in memory while they descend from the deployed version or its canary;
+        otherwise (the first window, a restart, a version deployed or rolled back by hand) it starts afresh
+        from the canary if one serves, else from the deployed version."""
+        canary = self.registry.canary()
+        lineage = {deployed.version} | ({canary[0].version} if canary else set())
+        if self._policy is not None and self._policy_version in lineage:
+            return self._policy, self._optimizer
+        start = canary[0] if canary else deployed
+        self._optimizer, self._peft_config = None, None
+        if self.settings.trainer_adapter == "full":
+            self._policy, self._base = load_version(start), None  # an adapter version merged into its base
+        elif start.base is None:  # full weights: TRL adds a fresh adapter over them
+            self._policy, self._base = load_full(self.registry.weights(start.version)), base_of(start)
+            self._peft_config = self._lora_config()
+        else:
+            self._policy, self._base = load_version(start, trainable_adapter=True), start.base
+        self._policy_version = start.version
         return self._policy, self._optimizer
+
+    def _reference(self, deployed: VersionInfo) -> Any:
+        """The deployed version's model for the gate, loaded once per deployed version."""
+        if self._deployed_model is None or self._deployed_model[0] != deployed.version:
+            self._deployed_model = (deployed.version, load_version(deployed).eval())
+        return self._deployed_model[1]
+
+    def _lora_config(self) -> Any:
+        from peft import LoraConfig
+
+        s = self.settings
+        targets: Any = s.trainer_lora_targets if s.trainer_lora_targets == "all-linear" else [
+            t.strip() for t in s.trainer_lora_targets.split(",") if t.strip()]  # fmt: skip
+        return LoraConfig(r=s.trainer_lora_rank, lora_alpha=s.trainer_lora_alpha, lora_dropout=0.0,
+                          target_modules=targets, task_type="CAUSAL_LM")  # fmt: skip
+
+    def restore(self, info: VersionInfo) -> None:
+        """Put ``info``'s weights back into the policy in memory, in place: the optimizer keeps its state
+        (its moments describe the loss surface near these weights as well as near the candidate's)."""
+        if self._policy is None:
+            return
+        if self._base is None:  # full weights
+            self._policy.load_state_dict(load_version(info).state_dict())
+        else:
+            from peft import set_peft_model_state_dict
+            from safetensors.torch import load_file
+
+            if info.base is None:  # the bare base: an adapter whose B is zero adds nothing
+                for name, param in self._policy.named_parameters():
+                    if "lora_B" in name:
+                        param.data.zero_()
+            else:
+                set_peft_model_state_dict(self._policy, load_file(self.registry.weights(info.version) /
+                                                                 "adapter_model.safetensors"))  # fmt: skip
+        self._policy_version = info.version
 
     def decode(self, values: Sequence[bytes], tokenizer: Any, report: WindowReport) -> list[Scored]:
         out = []
@@ -126,19 +197,33 @@ class WindowTrainer:
                               steps))  # fmt: skip
         return out
 
-    def train(self, window_id: str, values: Sequence[bytes]) -> WindowReport:
+    def train(self, window_id: str, values: Sequence[bytes], cut: bool = True) -> WindowReport:
+        """Train the policy in memory on the window; with ``cut``, save it as a candidate and gate it (a
+        candidate the gate rejects puts the deployed weights back, and the optimizer goes on)."""
         s = self.settings
         report = WindowReport(window_id, records=len(values))
         deployed = self.registry.deployed()
         if deployed is None:
             raise TrajstreamError(f"no deployed version of {self.registry.model_name} in {self.registry.dir}: "
                                   "run `trajstream model init` first")  # fmt: skip
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(os.path.join(deployed.path, "tokenizer"))
         scored = self.decode(values, tokenizer, report)
-        kept = drop_stale([x.sample for x in scored], deployed.number, s.trainer_max_version_lag,
-                          self.registry.number_of)  # fmt: skip
+        for x in scored:
+            served = set(x.sample.model_versions)
+            if len(served) == 1:
+                report.live.setdefault(served.pop(), RewardStats()).add(x.reward)
+            elif served:
+                report.mixed_versions += 1
+        if s.trainer_reward_control == "shuffled":
+            # The control arm: the same trajectories with their rewards permuted within the window (the same
+            # permutation when the window is trained again), so whatever it gains is not from the rewards.
+            rewards = [x.reward for x in scored]
+            random.Random(zlib.crc32(window_id.encode())).shuffle(rewards)
+            for x, reward in zip(scored, rewards, strict=True):
+                x.reward = reward
+        kept = drop_stale([x.sample for x in scored], s.trainer_max_version_lag, self.registry.deployed_since)
         report.stale = kept.stale
         fresh = {id(x) for x in kept.kept}
         scored = [x for x in scored if id(x.sample) in fresh]
@@ -170,27 +255,42 @@ class WindowTrainer:
                 learning_rate=s.trainer_learning_rate, beta=s.trainer_beta, per_device_train_batch_size=len(rows),
                 num_generations=len(rows), num_train_epochs=s.trainer_epochs, lr_scheduler_type="constant",
             )  # fmt: skip
-            trainer = build_trainer(policy, tokenizer, rows, config, is_cap=s.trainer_is_cap, optimizer=optimizer)
+            trainer = build_trainer(policy, tokenizer, rows, config, is_cap=s.trainer_is_cap, optimizer=optimizer,
+                                    peft_config=self._peft_config)  # fmt: skip
+            if self._peft_config is not None:  # TRL wrapped the base in a fresh adapter: that is the policy now
+                self._policy, self._peft_config = trainer.model, None
             result = trainer.train()
             report.metrics = {"train_loss": float(result.training_loss), "steps": float(result.global_step),
                               "is_corrected_tokens": float(trainer.corrected_tokens),
                               "policy_tokens": float(trainer.policy_tokens)}  # fmt: skip
-            version = self.registry.save(trainer.save_model, tokenizer, deployed.version, [window_id], report.metrics)
             if optimizer is None and s.trainer_zero_stage == 0:
                 self._optimizer = trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else None
+            if cut:
+                version = self.registry.save(trainer.save_model, tokenizer, self._policy_version, [window_id],
+                                             report.metrics, base=self._base)  # fmt: skip
             del trainer
+        if s.trainer_zero_stage == 3:
+            # The training arguments leave transformers' ZeRO-3 switch on: a model loaded after this (the gate's
+            # two, the next window's policy) would come partitioned, empty outside a DeepSpeed engine.
+            from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+            unset_hf_deepspeed_config()  # type: ignore[no-untyped-call]
+        if not cut:
+            self.progress(report.line())
+            return report
         report.version = version
-        candidate: Any = AutoModelForCausalLM.from_pretrained(self.registry.weights(version.version))
-        current: Any = AutoModelForCausalLM.from_pretrained(self.registry.weights(deployed.version))
-        verdict = judge(candidate, current, [(x.sample, x.reward) for x in judged], s.gate_min_gain, s.gate_max_kl)
+        # The candidate is the policy in memory (under ZeRO-3 its weights are partitioned: the saved copy).
+        candidate = self._policy.eval() if s.trainer_zero_stage < 3 else load_version(version)
+        verdict = judge(candidate, self._reference(deployed), [(x.sample, x.reward) for x in judged],
+                        s.gate_min_gain, s.gate_max_kl)  # fmt: skip
         report.verdict = verdict
         if verdict.deploy:
-            self.registry.mark(version.version, "candidate", "judged", verdict.reason, verdict.metrics())
-            report.version = self.registry.deploy(version.version, f"gate: {verdict.reason}")
-            self._policy_version = version.version  # the policy in memory is the new deployed version
+            report.version = self.registry.mark(version.version, "candidate", "judged", verdict.reason,
+                                                verdict.metrics())  # fmt: skip
+            self._policy_version = version.version  # the policy in memory now descends from the candidate
         else:
             report.version = self.registry.mark(version.version, "rejected", "rejected", f"gate: {verdict.reason}",
                                                 verdict.metrics())  # fmt: skip
-            policy.load_state_dict(current.state_dict())  # back to the deployed weights; the optimizer goes on
+            self.restore(deployed)
         self.progress(report.line())
         return report

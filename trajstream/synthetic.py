@@ -8,6 +8,7 @@ from trajstream.topics import EVENTS_TOPIC, FEEDBACK_TOPIC
 from trajstream_sdk.codec import EventCodec
 from trajstream_sdk.events import (
     Message,
+    ModelInfo,
     Outcome,
     ToolCall,
     ToolResponse,
@@ -20,8 +21,10 @@ from trajstream_sdk.events import (
 
 
 def tool_trajectory(codec: EventCodec, task: str, tool: str, status: ToolStatus, outcome: Outcome,
-                    agent: str = "agent-a", turns: int = 2) -> tuple[str, list[tuple[str, bytes]]]:  # fmt: skip
-    """A trajectory that calls ``tool`` once per turn with the given result status: (topic, value) events."""
+                    agent: str = "agent-a", turns: int = 2,
+                    model_version: str | None = None) -> tuple[str, list[tuple[str, bytes]]]:  # fmt: skip
+    """A trajectory that calls ``tool`` once per turn with the given result status: (topic, value) events
+    (``model_version``: the serving version its turns record)."""
     tid = str(uuid.uuid4())
     events = [
         (EVENTS_TOPIC, codec.encode("trajectory_start", start_record(tid, task, agent_id=agent, domain="support")))
@@ -30,7 +33,8 @@ def tool_trajectory(codec: EventCodec, task: str, tool: str, status: ToolStatus,
         messages = [Message.text("user", f"{task} (step {i})"), Message("assistant", ToolCall(tool, f"c{i}", {"n": i}))]
         if i:
             messages.insert(0, Message("tool", ToolResponse(tool, f"c{i - 1}", {"ok": status == "success"}, status)))
-        events.append((EVENTS_TOPIC, codec.encode("turn", turn_record(tid, i, messages, duration_ms=100))))
+        model = ModelInfo(model_version=model_version) if model_version else None
+        events.append((EVENTS_TOPIC, codec.encode("turn", turn_record(tid, i, messages, duration_ms=100, model=model))))
     events.append((EVENTS_TOPIC, codec.encode("trajectory_end", end_record(tid, outcome, turn_count=turns))))
     return tid, events
 

@@ -75,7 +75,7 @@ def trainer_settings(broker_settings: Settings, tmp_path: Path, codec: SingleObj
     settings = TrainerSettings.extend(broker_settings, **{
         "topic_prefix": f"tr{uuid.uuid4().hex[:8]}.", "home": tmp_path, "trainer_window_count": WINDOW,
         "trainer_window_seconds": 600.0, "trainer_heldout_fraction": 0.0, "trainer_learning_rate": 1e-3,
-        "gate_max_kl": 10.0,
+        "gate_max_kl": 10.0, "trainer_versions_per_hour": 1e9,
     })  # fmt: skip
     asyncio.run(create_topics(settings))
     tok = build_tokenizer(words(["call lookup result success error refund the damaged order reset password"]))
@@ -124,3 +124,74 @@ def test_a_crash_between_checkpoint_and_commit_neither_retrains_nor_skips(
     for e in events:
         by_version.setdefault(e["version"], []).append(e["event"])
     assert by_version == {v: ["created", "rejected"] for v in ("v2", "v3", "v4")}  # nothing held out to judge on
+
+
+def _served(settings: Settings, codec: SingleObjectCodec, version: str, outcomes: list[bool]) -> list[bytes]:
+    """Scored trajectories served by ``version``, succeeding or failing as given (alternating two tasks)."""
+    pipeline = Pipeline(settings, codec)
+    out: list[bytes] = []
+    for i, ok in enumerate(outcomes):
+        _, events = tool_trajectory(codec, TASKS[i % 2], "lookup", "success" if ok else "error",
+                                    "success" if ok else "failure", turns=1, model_version=version)  # fmt: skip
+        out += pipeline.run(events)
+    return out
+
+
+def test_a_worse_candidate_that_passes_the_gate_is_rolled_back_live(
+    trainer_settings: TrainerSettings, codec: SingleObjectCodec
+) -> None:
+    """The gate passes every candidate here; the canary's live reward decides. A canary that loses is rolled
+    back (and the policy in memory goes back to the deployed weights with its optimizer); one that holds is
+    promoted and watched, and rolled back when its live reward then falls below its predecessor's."""
+    settings = TrainerSettings.extend(trainer_settings, **{
+        "trainer_window_count": 12, "trainer_heldout_fraction": 0.5, "gate_min_gain": -1e9, "gate_max_kl": 1e9,
+        "canary_share": 0.5, "canary_margin": 0.1, "canary_min_trajectories": 4, "watch_trajectories": 1000,
+    })  # fmt: skip
+    mixed = [True, False, False, True] * 3
+    windows = [
+        _served(settings, codec, "v1", mixed),  # trains; v2 passes the gate and becomes a canary
+        _served(settings, codec, "v2", [False] * 6) + _served(settings, codec, "v1", [True] * 6),  # v2 loses
+        _served(settings, codec, "v1", mixed),  # v3 passes the gate: a canary
+        _served(settings, codec, "v3", [True] * 6) + _served(settings, codec, "v1", [True] * 6),  # v3 holds
+        _served(settings, codec, "v3", [False] * 12),  # deployed v3 falls below v1's canary-time reward
+    ]
+    registry = Registry(settings.registry_dir, settings.trainer_model_name)
+    states: list[tuple[str | None, str | None]] = []
+
+    async def main() -> TrainerLoop:
+        loop = TrainerLoop(settings, codec, progress=lambda _: None)
+        stop = asyncio.Event()
+        task = asyncio.create_task(loop.run(stop))
+        producer = AIOKafkaProducer(**settings.durable_producer_options())
+        await producer.start()
+        try:
+            for n, window in enumerate(windows, start=1):
+                for value in window:  # one partition: the windows come in this order
+                    await producer.send_and_wait(settings.topic(SCORED), value, key=b"k", partition=0)
+                while len(loop.reports) < n and not task.done():
+                    await asyncio.sleep(0.1)
+                deployed, canary = registry.deployed(), registry.canary()
+                states.append((deployed.version if deployed else None, canary[0].version if canary else None))
+                if n == 2:  # the canary lost: the policy in memory holds v1's weights again (a bare base)
+                    assert loop.window_trainer.optimizer is not None
+                    assert all(float(p.abs().max()) == 0.0 for name, p in loop.window_trainer.policy.named_parameters()
+                               if "lora_B" in name)  # fmt: skip
+        finally:
+            stop.set()
+            await task
+            await producer.stop()
+        return loop
+
+    loop = asyncio.run(main())
+    assert states == [("v1", "v2"), ("v1", None), ("v1", "v3"), ("v3", None), ("v1", None)]
+    assert registry.get("v2").status == "rejected" and registry.get("v3").status == "retired"
+    assert [r.verdict.deploy for r in loop.reports if r.verdict] == [True, True]  # the gate passed both
+    events = asyncio.run(read_decoded(settings, codec, MODEL_VERSIONS))
+    by_version: dict[str, list[str]] = {}
+    for e in events:
+        by_version.setdefault(e["version"], []).append(e["event"])
+    assert by_version["v2"] == ["created", "canary", "rolled_back"]
+    assert by_version["v3"] == ["created", "canary", "deployed", "rolled_back"]
+    assert by_version["v1"] == ["deployed"]  # the watch's rollback deploys v1 again
+    assert [e["canary_share"] for e in events if e["event"] == "canary"] == [0.5, 0.5]
+    assert [v for v, _ in registry.deployments()] == ["v1", "v3", "v1"]

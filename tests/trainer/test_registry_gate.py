@@ -34,6 +34,31 @@ def test_versions_deploy_and_roll_back(tmp_path: Path) -> None:
     assert (Path(v1.path) / "model" / "config.json").exists() and registry.weights("v2").is_dir()
 
 
+def test_staleness_counts_deployments_and_a_canary_has_a_pointer(tmp_path: Path) -> None:
+    tok = tokenizer()
+    registry = Registry(tmp_path, "policy")
+    for seed in range(4):
+        registry.save(model(tok, seed=seed).save_pretrained, tok, None, [], {})
+    registry.deploy("v1", "first")
+    assert registry.deployed_since("v1") == 0
+    registry.mark("v2", "rejected", "rejected", "gate")  # a rejected candidate ages nothing
+    registry.deploy("v3", "gate passed")
+    assert [v for v, _ in registry.deployments()] == ["v1", "v3"]
+    assert (registry.deployed_since("v1"), registry.deployed_since("v3")) == (1, 0)
+    assert registry.deployed_since("v2") == 2  # never deployed: deployments since it was created (before v1)
+    assert registry.deployed_since("v9") is None
+    assert registry.canary() is None
+    registry.start_canary("v4", 0.25, "gate passed")
+    canary = registry.canary()
+    assert canary is not None and canary[0].version == "v4" and canary[0].status == "canary" and canary[1] == 0.25
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        registry.start_canary("v4", 1.0, "all of it")
+    registry.end_canary()
+    assert registry.canary() is None
+    registry.rollback("live reward fell")  # a rollback is a deployment too
+    assert [v for v, _ in registry.deployments()] == ["v1", "v3", "v1"] and registry.deployed_since("v3") == 1
+
+
 def test_the_gate_refuses_a_worse_version_and_deploys_a_better_one(codec: SingleObjectCodec) -> None:
     tok = tokenizer()
     deployed = model(tok).eval()

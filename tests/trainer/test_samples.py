@@ -51,11 +51,11 @@ def test_a_trajectory_without_assistant_messages_gives_nothing(codec: SingleObje
 
 def test_stale_samples_are_dropped_and_counted(codec: SingleObjectCodec) -> None:
     tok = tokenizer()
-    numbers = {"v1": 1, "v2": 2, "v5": 5}
+    deployments_since = {"v1": 4, "v2": 3, "v5": 0}  # what Registry.deployed_since answers
     samples = [tokenize(view(codec, version=v), tok) for v in ("v1", "v2", "v5", None, "v-unknown")]
-    kept = drop_stale([s for s in samples if s], current=5, max_lag=3, number_of=numbers.get)
+    kept = drop_stale([s for s in samples if s], max_lag=3, deployed_since=deployments_since.get)
     assert [s.model_versions for s in kept.kept] == [("v2",), ("v5",), ()]
-    assert (kept.stale, kept.unversioned) == (2, 1)  # v1 is 4 behind; an unknown version cannot be placed
+    assert (kept.stale, kept.unversioned) == (2, 1)  # v1 is 4 deployments old; an unknown version cannot be placed
 
 
 def test_truncated_weights() -> None:
