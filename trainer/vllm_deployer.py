@@ -24,7 +24,7 @@ from trajstream.trainer.registry import VersionInfo
 
 
 class DeployError(TrajstreamError):
-    """The vLLM server refused to load, serve or unload an adapter."""
+    """The vLLM server refused to load, serve or unload an adapter, or could not be reached."""
 
 
 @dataclass
@@ -40,7 +40,11 @@ class VLLMLoraDeployer:
 
     async def _post(self, client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> None:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        response = await client.post(f"{self.base_url.rstrip('/')}{path}", json=body, headers=headers)
+        url = f"{self.base_url.rstrip('/')}{path}"
+        try:
+            response = await client.post(url, json=body, headers=headers)
+        except httpx.HTTPError as exc:  # unreachable, refused, timed out: the deploy failed all the same
+            raise DeployError(f"vLLM {url} failed: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 400:
             raise DeployError(f"vLLM {path} answered {response.status_code}: {response.text[:500]}")
 
