@@ -1,10 +1,20 @@
 """The built-in environment of `trajstream demo --learn`: route a support request to the right tool.
 
 A verifiable reward: each request type has one right tool, and the environment checks the agent's
-answer (``call <tool>``) against it. The demo's model starts knowing the answer format and only a faint
-link from requests to tools (its warm-up picks the right tool 30% of the time and a random one
-otherwise), so its success rate starts near one in three, and only learning from its own scored
-trajectories can raise it.
+answer (``call <tool>``) against it.
+
+No reward for sharpening. The warm-up teaches the answer format and a *misleading* link from requests to
+tools: for every request it labels a decoy (a fixed wrong tool, a different one for each request) 60% of
+the time, the right tool 30% and a random tool 10% (labels: decoy 0.62, right 0.32, each other 0.017).
+So the most likely answer to every request is wrong, and the right tool's log-probability (-1.15) is
+below the labels' mean log-probability (-0.94). Under temperature T the right tool's probability is
+p_r^(1/T) / sum_i p_i^(1/T); its derivative in 1/T is p_right(T) * (log p_r - E_T[log p]), and
+E_T[log p] only grows as T falls (its derivative in 1/T is a variance), so once the right tool is below
+the mean it stays below: every step of sharpening lowers the success rate, down to zero. Collapsing onto
+one tool for all requests is no better: the decoys are a permutation, so any one tool is right for one
+request in six. Only learning which tool fits which request raises the success rate. The warmed-up model
+fits the labels only roughly, so the demo measures its own curve (``expected_success`` at several
+temperatures) and prints it for v1.
 """
 
 from __future__ import annotations
@@ -24,6 +34,9 @@ TASKS: dict[str, str] = {
     "i need to talk to a real person": "escalate_to_human",
 }
 TOOLS: list[str] = sorted(set(TASKS.values()))
+# Each request's decoy: the next tool in order after its right one (a permutation with no fixed point).
+DECOYS: dict[str, str] = {task: TOOLS[(TOOLS.index(tool) + 1) % len(TOOLS)] for task, tool in TASKS.items()}
+RIGHT_SHARE, DECOY_SHARE = 0.3, 0.6
 
 
 @dataclass(frozen=True)
@@ -49,9 +62,10 @@ def vocabulary() -> list[str]:
     return words([SYSTEM, *TASKS, "call", *TOOLS])
 
 
-def warm_up(model: Any, tokenizer: Any, steps: int = 800, seed: int = 0, right_share: float = 0.3) -> float:
-    """Teach the answer format; the tool is the right one ``right_share`` of the time and random otherwise,
-    so the model starts with a faint link from requests to tools for learning to strengthen. The final loss."""
+def warm_up(model: Any, tokenizer: Any, steps: int = 800, seed: int = 0, right_share: float = RIGHT_SHARE,
+            decoy_share: float = DECOY_SHARE) -> float:  # fmt: skip
+    """Teach the answer format; the tool is the request's decoy ``decoy_share`` of the time, the right one
+    ``right_share`` and random otherwise (see the module's docstring). The final loss."""
     import torch
 
     rng = random.Random(seed)
@@ -59,7 +73,7 @@ def warm_up(model: Any, tokenizer: Any, steps: int = 800, seed: int = 0, right_s
     model.train()
     loss_value = float("nan")
     for _ in range(steps):
-        batch = [(task, TASKS[task] if rng.random() < right_share else rng.choice(TOOLS))
+        batch = [(task, _label(task, rng.random(), rng, right_share, decoy_share))
                  for task in rng.choices(list(TASKS), k=16)]  # fmt: skip
         ids, labels = [], []
         for task, tool in batch:
@@ -84,3 +98,28 @@ def warm_up(model: Any, tokenizer: Any, steps: int = 800, seed: int = 0, right_s
 def _ids(tokenizer: Any, chat: Sequence[dict[str, str]], generation_prompt: bool) -> list[int]:
     rendered: Any = tokenizer.apply_chat_template(list(chat), tokenize=True, add_generation_prompt=generation_prompt)
     return list(rendered["input_ids"] if hasattr(rendered, "keys") else rendered)
+
+
+def _label(task: str, draw: float, rng: random.Random, right_share: float, decoy_share: float) -> str:
+    if draw < right_share:
+        return TASKS[task]
+    if draw < right_share + decoy_share:
+        return DECOYS[task]
+    return rng.choice(TOOLS)
+
+
+def expected_success(model: Any, tokenizer: Any, temperature: float = 1.0) -> float:
+    """The exact success rate of sampling from ``model`` at ``temperature``, requests drawn uniformly:
+    P(first word "call") x P(second word is the right tool | "call"), averaged over the requests."""
+    import torch
+
+    call = tokenizer("call", add_special_tokens=False)["input_ids"]
+    total = 0.0
+    for task, tool in TASKS.items():
+        prompt = _ids(tokenizer, messages(task), generation_prompt=True)
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([prompt + call])).logits[0].float() / temperature
+        first = torch.softmax(logits[len(prompt) - 1], dim=-1)[call[0]]
+        second = torch.softmax(logits[-1], dim=-1)[tokenizer.convert_tokens_to_ids(tool)]
+        total += float(first * second)
+    return total / len(TASKS)

@@ -366,21 +366,25 @@ def dlq_replay(
 @click.option("--file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               default=PROJECT_ROOT / "examples" / "trajectories.jsonl", show_default=True)  # fmt: skip
 @click.option("--learn", is_flag=True, help="Run the learning loop instead: agents, serving and the trainer.")
-@click.option("--minutes", default=15.0, show_default=True, help="With --learn: how long the loop runs.")
+@click.option("--minutes", default=10.0, show_default=True, help="With --learn: how long the agents run.")
 @click.option("--agents", default=4, show_default=True, help="With --learn: simulated agents at once.")
+@click.option("--control", type=click.Choice(["none", "shuffled"]), default="none", show_default=True,
+              help="With --learn: shuffled permutes the rewards in each window (the control arm).")  # fmt: skip
 @click.pass_context
-def demo(ctx: click.Context, file: Path, learn: bool, minutes: float, agents: int) -> None:
+def demo(ctx: click.Context, file: Path, learn: bool, minutes: float, agents: int, control: str) -> None:
     """Bring the whole pipeline up (as `trajstream up`), emit the example trajectories, and show them
     in ClickHouse, a recall and an outcome prediction. The pipeline keeps running: `trajstream down`.
 
     With --learn: a small model is built and warmed up here, served (`trajstream serve`), used by
     simulated agents on tool-routing tasks whose success the environment checks, and trained on their
-    scored trajectories; the success rate per model version is printed as it goes, and the last line
-    is `RESULT success_rate_gain points=<gain> target=20`."""
+    scored trajectories; candidates serve half the requests as canaries before promotion or rollback.
+    The figure is pooled: the success rate of the last 3 minutes' trajectories minus the first
+    version's, with its 95% interval (`RESULT success_rate_gain` and `success_rate_gain_ci_low`; with
+    --control shuffled, `RESULT control_gain_abs`). An agent that dies fails the run."""
     if learn:
         from trajstream.trainer.learn_demo import run_learn_demo
 
-        run_learn_demo(settings_of(ctx), minutes, agents, out, err)
+        run_learn_demo(settings_of(ctx), minutes, agents, out, err, "shuffled" if control == "shuffled" else "none")
         return
     from trajstream.cli.demo import run_demo
 
