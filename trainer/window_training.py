@@ -35,6 +35,7 @@ from trajstream_sdk.codec import EventCodec
 from trajstream_sdk.schemas import CREDIT_ASSIGNMENT, SCORED_TRAJECTORY
 
 DECISION_METHOD = "decision"  # the credit method preferred when enrichment produced it
+MAX_HELDOUT = 1024  # the most recent held-out trajectories the gate judges a version on
 
 
 @dataclass
@@ -111,6 +112,7 @@ class WindowTrainer:
         self._peft_config: Any = None  # set until TRL has wrapped a fresh base in its first adapter
         self._base: str | None = None  # the full weights the adapter applies to (LoRA)
         self._deployed_model: tuple[str, Any] | None = None  # the gate's reference, by version
+        self._heldout: list[Scored] = []  # held out since the last version: what the gate judges on
 
     @property
     def policy(self) -> Any:
@@ -230,6 +232,9 @@ class WindowTrainer:
         judged = [x for x in scored if heldout(x.sample.trajectory_id, s.trainer_heldout_fraction)]
         train = [x for x in scored if not heldout(x.sample.trajectory_id, s.trainer_heldout_fraction)]
         report.heldout = len(judged)
+        # The gate judges on the held-out share of every window since the last version, not of this one
+        # alone: a window's few held-out trajectories make an estimate too noisy to refuse a version on.
+        self._heldout = (self._heldout + judged)[-MAX_HELDOUT:]
         samples = [Sample(x.sample.trajectory_id, x.sample.version, x.task_key, x.reward, x.entities) for x in train]
         advantages = group_advantages(make_groups(samples, s.trainer_group_by, s.trainer_entity_threshold))
         report.singleton_groups, report.flat_groups = advantages.singleton_groups, advantages.flat_groups
@@ -281,8 +286,9 @@ class WindowTrainer:
         report.version = version
         # The candidate is the policy in memory (under ZeRO-3 its weights are partitioned: the saved copy).
         candidate = self._policy.eval() if s.trainer_zero_stage < 3 else load_version(version)
-        verdict = judge(candidate, self._reference(deployed), [(x.sample, x.reward) for x in judged],
+        verdict = judge(candidate, self._reference(deployed), [(x.sample, x.reward) for x in self._heldout],
                         s.gate_min_gain, s.gate_max_kl)  # fmt: skip
+        self._heldout = []
         report.verdict = verdict
         if verdict.deploy:
             report.version = self.registry.mark(version.version, "candidate", "judged", verdict.reason,

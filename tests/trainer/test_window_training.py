@@ -287,3 +287,24 @@ def test_every_zero_stage_trains_a_window(
     # The saved version loads (whole, not as ZeRO-3 partitions) and moved away from the deployed one.
     saved = _logits(load_version(report.version))
     assert not torch.allclose(saved, _logits(load_version(deployed)), atol=1e-4)
+
+
+def test_the_gate_judges_on_every_window_held_out_since_the_last_version(
+    tmp_path: Path, codec: SingleObjectCodec, window_a: list[bytes], window_b: list[bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """A window's few held-out trajectories make a noisy estimate: windows trained without a cut keep theirs
+    for the next version's gate, and a cut starts the count again."""
+    judged: list[int] = []
+    real_judge = window_training.judge
+
+    def counting(candidate: Any, deployed: Any, heldout: Any, *args: Any) -> Any:
+        judged.append(len(heldout))
+        return real_judge(candidate, deployed, heldout, *args)
+
+    monkeypatch.setattr(window_training, "judge", counting)
+    _, _, trainer = _line(tmp_path, codec)
+    reports = [trainer.train("w1", window_a, cut=False), trainer.train("w2", window_b, cut=True)]
+    assert judged == [sum(r.heldout for r in reports)] and all(r.heldout > 0 for r in reports)
+    third = trainer.train("w3", window_a, cut=True)
+    assert judged[-1] == third.heldout
