@@ -120,13 +120,15 @@ class Curve:
 def learn_settings(base: Settings, control: Control = "none") -> TrainerSettings:
     """The demo's training settings: a model line of its own per run (so each run starts from a fresh v1 and
     reads only its own trajectories), small windows, LoRA at a learning rate for a small model, a version
-    at most every 30 s, canaries on half the requests decided within a few hundred trajectories."""
+    at most every 60 s, a gate that refuses a version that moved far (KL 1.5: the in-memory policy can
+    drift into answers its data never showed), canaries on half the requests decided within a few hundred
+    trajectories."""
     return TrainerSettings.extend(base, **{
         "trainer_model_name": f"learn-{time.strftime('%Y%m%d-%H%M%S')}", "trainer_start": "latest",
         "trainer_window_count": 48, "trainer_window_seconds": 30.0, "trainer_adapter": "lora",
         "trainer_learning_rate": 2e-3, "trainer_epochs": 4, "trainer_heldout_fraction": 0.25,
         "trainer_max_version_lag": 3, "trainer_versions_per_hour": 60.0, "trainer_is_cap": 2.0,
-        "trainer_reward_control": control, "gate_min_gain": 0.0, "gate_max_kl": 10.0,
+        "trainer_reward_control": control, "gate_min_gain": 0.0, "gate_max_kl": 1.5,
         "canary_share": 0.5, "canary_margin": 0.1, "canary_alpha": 0.05, "canary_beta": 0.2,
         "canary_min_trajectories": 40, "canary_max_trajectories": 400, "watch_trajectories": 200,
     })  # fmt: skip

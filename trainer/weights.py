@@ -6,6 +6,7 @@ the gate compares), serving and the deployer's checks.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,11 @@ from trajstream.errors import TrajstreamError
 from trajstream.trainer.registry import VersionInfo
 
 ADAPTER_CONFIG = "adapter_config.json"
+# transformers keeps DeepSpeed's config in a process-wide weak reference, set while a trainer's arguments are
+# built and read by every from_pretrained (is ZeRO-3 on?). A model loaded while the trainer builds its
+# arguments in another thread (serving's reload, in the learning demo's one process) read it half-made and
+# failed; both hold this lock.
+DEEPSPEED_CONFIG_LOCK = threading.Lock()
 
 
 class WeightsError(TrajstreamError):
@@ -28,7 +34,8 @@ def load_full(directory: str | Path) -> Any:
 
     if not (Path(directory) / "config.json").is_file():
         raise WeightsError(f"{directory} holds no model weights (no config.json)")
-    return AutoModelForCausalLM.from_pretrained(directory)
+    with DEEPSPEED_CONFIG_LOCK:
+        return AutoModelForCausalLM.from_pretrained(directory)
 
 
 def load_adapter(base: Any, adapter: str | Path, trainable: bool = False) -> Any:

@@ -30,7 +30,7 @@ from trajstream.trainer.live import RewardStats
 from trajstream.trainer.offpolicy import drop_stale
 from trajstream.trainer.registry import Registry, VersionInfo
 from trajstream.trainer.samples import TokenizedSample, step_count, tokenize
-from trajstream.trainer.weights import base_of, load_full, load_version
+from trajstream.trainer.weights import DEEPSPEED_CONFIG_LOCK, base_of, load_full, load_version
 from trajstream_sdk.codec import EventCodec
 from trajstream_sdk.schemas import CREDIT_ASSIGNMENT, SCORED_TRAJECTORY
 
@@ -255,13 +255,14 @@ class WindowTrainer:
         with tempfile.TemporaryDirectory(prefix="trajstream-trainer-") as out:
             # The whole window is one batch (every group's advantages sum to zero within a step), stepped
             # on TRAJSTREAM_TRAINER_EPOCHS times, at a constant learning rate.
-            config = grpo_config(
-                s.trainer_loss, out, deepspeed=deepspeed_config(s.trainer_zero_stage),
-                learning_rate=s.trainer_learning_rate, beta=s.trainer_beta, per_device_train_batch_size=len(rows),
-                num_generations=len(rows), num_train_epochs=s.trainer_epochs, lr_scheduler_type="constant",
-            )  # fmt: skip
-            trainer = build_trainer(policy, tokenizer, rows, config, is_cap=s.trainer_is_cap, optimizer=optimizer,
-                                    peft_config=self._peft_config)  # fmt: skip
+            with DEEPSPEED_CONFIG_LOCK:  # see trainer.weights: a model loaded meanwhile reads this config
+                config = grpo_config(
+                    s.trainer_loss, out, deepspeed=deepspeed_config(s.trainer_zero_stage),
+                    learning_rate=s.trainer_learning_rate, beta=s.trainer_beta, per_device_train_batch_size=len(rows),
+                    num_generations=len(rows), num_train_epochs=s.trainer_epochs, lr_scheduler_type="constant",
+                )  # fmt: skip
+                trainer = build_trainer(policy, tokenizer, rows, config, is_cap=s.trainer_is_cap,
+                                        optimizer=optimizer, peft_config=self._peft_config)  # fmt: skip
             if self._peft_config is not None:  # TRL wrapped the base in a fresh adapter: that is the policy now
                 self._policy, self._peft_config = trainer.model, None
             result = trainer.train()
