@@ -112,6 +112,17 @@ def generate(loaded: Loaded, messages: list[dict[str, Any]], max_tokens: int, te
     return sample(loaded, prompt, max_tokens, temperature, want_logprobs, seed)
 
 
+async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
+    """The request's JSON object, or the 400 answer saying why there is none."""
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        return _error(400, f"the body is not JSON: {exc}")
+    if not isinstance(body, dict):
+        return _error(400, f"the body must be a JSON object, not {type(body).__name__}")
+    return body
+
+
 def _sampling(body: dict[str, Any]) -> tuple[int, float] | web.Response:
     try:
         max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 64)
@@ -179,7 +190,7 @@ class ModelServer:
             return _error(503, f"no deployed version of {self.served_name} yet")
         return current
 
-    async def _answer(self, loaded: Loaded, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    async def _answer(self, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         self.in_flight += 1
         try:
             async with self._slots:
@@ -188,11 +199,10 @@ class ModelServer:
             self.in_flight -= 1
 
     async def completions(self, request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-        except ValueError as exc:
-            return _error(400, f"the body is not JSON: {exc}")
-        messages = body.get("messages") if isinstance(body, dict) else None
+        body = await _json_object(request)
+        if isinstance(body, web.Response):
+            return body
+        messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return _error(400, "messages must be a non-empty list of {role, content}")
         bad = [m for m in messages if not isinstance(m, dict) or not isinstance(m.get("content"), str)
@@ -206,7 +216,7 @@ class ModelServer:
         if isinstance(loaded, web.Response):
             return loaded
         chat = [{"role": m["role"], "content": m["content"]} for m in messages]
-        result = await self._answer(loaded, lambda: generate(loaded, chat, *sampling, bool(body.get("logprobs")),
+        result = await self._answer(lambda: generate(loaded, chat, *sampling, bool(body.get("logprobs")),
                                                              body.get("seed")))  # fmt: skip
         choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": result["text"]},
                                   "finish_reason": result["finish_reason"], "logprobs": None}  # fmt: skip
@@ -216,11 +226,10 @@ class ModelServer:
 
     async def text_completions(self, request: web.Request) -> web.Response:
         """``POST /v1/completions``: a plain prompt, no chat template."""
-        try:
-            body = await request.json()
-        except ValueError as exc:
-            return _error(400, f"the body is not JSON: {exc}")
-        prompt = body.get("prompt") if isinstance(body, dict) else None
+        body = await _json_object(request)
+        if isinstance(body, web.Response):
+            return body
+        prompt = body.get("prompt")
         if not isinstance(prompt, str) or not prompt:
             return _error(400, "prompt must be a non-empty string")
         sampling = _sampling(body)
@@ -230,7 +239,7 @@ class ModelServer:
         if isinstance(loaded, web.Response):
             return loaded
         ids = list(loaded.tokenizer(prompt, add_special_tokens=False)["input_ids"]) or [loaded.tokenizer.bos_token_id]
-        result = await self._answer(loaded, lambda: sample(loaded, ids, *sampling, False, body.get("seed")))
+        result = await self._answer(lambda: sample(loaded, ids, *sampling, False, body.get("seed")))
         choice = {"index": 0, "text": result["text"], "finish_reason": result["finish_reason"], "logprobs": None}
         return self._response("text_completion", loaded, body.get("model"), choice, result)
 
@@ -247,11 +256,10 @@ class ModelServer:
 
     async def load_lora_adapter(self, request: web.Request) -> web.Response:
         """vLLM's ``/v1/load_lora_adapter``: load an adapter trained on this server's base model."""
-        try:
-            body = await request.json()
-        except ValueError as exc:
-            return _error(400, f"the body is not JSON: {exc}")
-        name, path = (body.get("lora_name"), body.get("lora_path")) if isinstance(body, dict) else (None, None)
+        body = await _json_object(request)
+        if isinstance(body, web.Response):
+            return body
+        name, path = body.get("lora_name"), body.get("lora_path")
         if not isinstance(name, str) or not name or not isinstance(path, str) or not path:
             return _error(400, "lora_name and lora_path must be non-empty strings")
         if name in self.adapters or name == self.served_name:
@@ -284,11 +292,10 @@ class ModelServer:
         return web.Response(text=f"Success: LoRA adapter '{name}' added successfully.")
 
     async def unload_lora_adapter(self, request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-        except ValueError as exc:
-            return _error(400, f"the body is not JSON: {exc}")
-        name = body.get("lora_name") if isinstance(body, dict) else None
+        body = await _json_object(request)
+        if isinstance(body, web.Response):
+            return body
+        name = body.get("lora_name")
         if not isinstance(name, str) or name not in self.adapters:
             return _error(404, f"The lora adapter '{name}' cannot be found.", "NotFoundError")
         del self.adapters[name]  # requests already answering with it hold their own reference
