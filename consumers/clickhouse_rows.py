@@ -90,7 +90,11 @@ def scored_rows(scored: Mapping[str, Any], codec: EventCodec, source_partition: 
     view = TrajectoryView.from_bytes(scored["trajectory"], codec)
     tid, version = view.trajectory_id, view.version
     model_version = scored["model_versions"][-1] if scored["model_versions"] else ""
-    started, ended = view["started_at"], view["ended_at"]
+    # A trajectory assembled from an end event alone has no start time (no start, no turns): it started
+    # when it ended, as far as anyone knows.
+    started, ended = view["started_at"] or view["ended_at"], view["ended_at"] or view["started_at"]
+    if started is None or ended is None:
+        raise ValueError("the trajectory has neither a start nor an end time")
     attrs = {
         "agent_id": view["agent_id"] or "", "domain": view["domain"] or "", "task_key": scored["task_key"],
         "outcome": scored["outcome"], "reward": float(scored["reward"]), "model_version": model_version,

@@ -20,7 +20,6 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from trajstream.consumers.clickhouse_rows import COLUMNS, Rows, dead_letter_row, delta_rows, scored_rows
-from trajstream.errors import CodecError
 from trajstream.settings import Settings
 from trajstream.sink import BatchSink, Record, Rejected, Written
 from trajstream.topics import CLICKHOUSE_SINK_GROUP, DEAD_LETTER_TOPIC, SCORED
@@ -77,6 +76,17 @@ class ClickHouseSink(BatchSink):
         self.stats.rejected += len(rejected)
         return Written(rejected=rejected)
 
+    @property
+    def store(self) -> str:
+        return "ClickHouse"
+
+    async def store_answers(self) -> bool:
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self.client.query, "SELECT 1"), timeout=10)
+        except Exception:  # any failure to answer is an outage; the write's own error says which
+            return False
+        return True
+
     # --- one batch ---------------------------------------------------------------------------
     def land(self, records: list[Record]) -> list[Rejected]:
         """Insert a batch; return the records that could not be landed, with their reason."""
@@ -84,7 +94,6 @@ class ClickHouseSink(BatchSink):
         rows = Rows()
         scored: list[tuple[dict[str, Any], Rows]] = []
         for r in records:
-            self.stats.records += 1
             try:
                 if r.topic == self.dlq_topic:
                     letter = self.codec.decode(r.value, expect=DEAD_LETTER).record
@@ -92,7 +101,7 @@ class ClickHouseSink(BatchSink):
                     continue
                 event = self.codec.decode(r.value, expect=SCORED_TRAJECTORY).record
                 these, attrs = scored_rows(event, self.codec, r.partition, r.offset)
-            except (CodecError, KeyError, ValueError, TypeError) as exc:
+            except Exception as exc:  # decoding and row building are deterministic: retrying cannot help
                 reason = f"cannot make ClickHouse rows: {type(exc).__name__}: {exc}"
                 rejected.append(Rejected(r, reason, type(exc).__name__))
                 continue
@@ -102,10 +111,11 @@ class ClickHouseSink(BatchSink):
         landed_versions = {(tid, version) for tid, version, _ in landed}
         seen: set[tuple[str, int]] = set()
         fresh: list[dict[str, Any]] = []
+        repeats = 0
         for attrs, these in scored:
             key = (attrs["trajectory_id"], attrs["version"])
             if key in landed_versions or key in seen:
-                self.stats.repeats += 1
+                repeats += 1
                 continue
             seen.add(key)
             fresh.append(attrs)
@@ -113,6 +123,9 @@ class ClickHouseSink(BatchSink):
         for delta in self._deltas(fresh):
             rows.add("trajectory_deltas", delta)
         self._insert(rows)
+        # Counted once the inserts are done: a batch that failed is written (and counted) again.
+        self.stats.records += len(records)
+        self.stats.repeats += repeats
         self.stats.trajectories += len(fresh)
         return rejected
 

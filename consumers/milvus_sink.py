@@ -52,6 +52,7 @@ class MilvusSink(BatchSink):
         self.client = client
         self.embedder = embedder
         self.stats = MilvusStats()
+        self._vectors: dict[str, list[float]] = {}
         ensure_collections(client)
 
     async def write(self, batch: list[Record]) -> Written:
@@ -60,15 +61,31 @@ class MilvusSink(BatchSink):
         await asyncio.to_thread(self.land, batch)
         return Written()
 
-    def rows(self, records: list[Record]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    @property
+    def store(self) -> str:
+        return "Milvus"
+
+    async def store_answers(self) -> bool:
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self.client.list_collections, timeout=5), timeout=10)
+        except Exception:  # any failure to answer is an outage; the write's own error says which
+            return False
+        return True
+
+    async def store_back(self) -> None:
+        # A restarted server serves its collections released: load them before writing and searching.
+        await asyncio.to_thread(ensure_collections, self.client)
+
+    def rows(self, records: list[Record]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+        """The rows of both collections, and how many records were unreadable."""
         latest: dict[str, tuple[dict[str, Any], TrajectoryView]] = {}
+        skipped = 0
         for r in records:
-            self.stats.records += 1
             try:
                 scored = self.codec.decode(r.value, expect=SCORED_TRAJECTORY).record
                 view = TrajectoryView.from_bytes(scored["trajectory"], self.codec)
             except CodecError:
-                self.stats.skipped += 1
+                skipped += 1
                 continue
             kept = latest.get(view.trajectory_id)
             if kept is None or kept[1].version <= view.version:
@@ -89,17 +106,23 @@ class MilvusSink(BatchSink):
                     "step_index": point.step_index, "tool": point.tool[:128], "action": point.action[:1000],
                     "next_tools": point.next_tools[:2000], "state": point.state[:2000], **common,
                 })  # fmt: skip
-        return trajectories, decisions
+        return trajectories, decisions, skipped
 
     def land(self, records: list[Record]) -> None:
-        trajectories, decisions = self.rows(records)
+        trajectories, decisions, skipped = self.rows(records)
         for collection, rows in ((TRAJECTORIES, trajectories), (DECISIONS, decisions)):
             if not rows:
                 continue
-            vectors = self.embedder.encode([row.pop("text") for row in rows])
-            for row, vector in zip(rows, vectors, strict=True):
-                row["vector"] = vector
+            texts = [row.pop("text") for row in rows]
+            # Vectors outlive a failed upsert: a batch that waits out an outage is embedded once.
+            missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+            self._vectors.update(zip(missing, self.embedder.encode(missing) if missing else [], strict=True))
+            for row, text in zip(rows, texts, strict=True):
+                row["vector"] = self._vectors[text]
             self.client.upsert(collection, rows)
+        self._vectors.clear()
+        self.stats.records += len(records)
+        self.stats.skipped += skipped
         self.stats.trajectories += len(trajectories)
         self.stats.decision_points += len(decisions)
         self.stats.last_upsert_ms = int(time.time() * 1000)

@@ -8,11 +8,14 @@ are upserted by id, so a re-delivered record or a new version replaces what was 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from trajstream.consumers.embedding import DIM
 from trajstream.errors import TrajstreamError
 from trajstream.settings import Settings
+
+T = TypeVar("T")
 
 TRAJECTORIES = "trajectories"
 IVF_NLIST = 1024
@@ -91,6 +94,18 @@ def ensure_collections(client: Any) -> None:
         index.add_index(field_name="vector", index_type="IVF_FLAT", metric_type="COSINE",
                         params={"nlist": IVF_NLIST})  # fmt: skip
         client.create_collection(name, schema=_schema(client, fields), index_params=index)
+
+
+def loaded(client: Any, collection: str, call: Callable[[], T]) -> T:
+    """``call()``, after loading ``collection`` again if the server says it is released: a Milvus server
+    that restarted (milvus-lite after a crash, for one) serves its collections released until asked."""
+    try:
+        return call()
+    except Exception as exc:  # pymilvus' MilvusException; its code differs between servers
+        if "released" not in str(exc) and "not loaded" not in str(exc):
+            raise
+    client.load_collection(collection)
+    return call()
 
 
 def quote(value: str) -> str:

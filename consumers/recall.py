@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from trajstream.consumers.embedding import Embedder
-from trajstream.consumers.milvus_store import DECISIONS, TRAJECTORIES, quote
+from trajstream.consumers.milvus_store import DECISIONS, TRAJECTORIES, loaded, quote
 from trajstream.consumers.summaries import decision_text, state_text
 from trajstream.content import clip, render_call
 from trajstream.errors import TrajstreamError
@@ -64,8 +64,9 @@ class Recall:
     def _search(
         self, collection: str, vector: list[float], k: int, expr: str, fields: list[str]
     ) -> list[dict[str, Any]]:
-        hits = self.milvus.search(collection, data=[vector], limit=k, filter=expr, output_fields=fields,
-                                  search_params={"params": {"nprobe": self.settings.recall_nprobe}})  # fmt: skip
+        hits = loaded(self.milvus, collection, lambda: self.milvus.search(
+            collection, data=[vector], limit=k, filter=expr, output_fields=fields,
+            search_params={"params": {"nprobe": self.settings.recall_nprobe}}))  # fmt: skip
         return [{"id": h["id"], "similarity": float(h["distance"]), **h["entity"]} for h in hits[0]]
 
     # --- recall -----------------------------------------------------------------------------
@@ -133,8 +134,11 @@ class Recall:
 
     def counterfactual(self, trajectory_id: str, step: int, alternative_action: str) -> dict[str, Any]:
         """The predicted outcome of another action at a recorded step, next to what happened."""
-        found = self.milvus.query(DECISIONS, ids=[f"{trajectory_id}:{step}"],
-                                  output_fields=["state", "action", "outcome", "reward"])  # fmt: skip
+        fields = ["state", "action", "outcome", "reward"]
+        point_id = f"{trajectory_id}:{step}"
+        found = loaded(
+            self.milvus, DECISIONS, lambda: self.milvus.query(DECISIONS, ids=[point_id], output_fields=fields)
+        )
         if not found:
             raise RecallError(f"no decision point {step} of trajectory {trajectory_id} in Milvus")
         point = found[0]

@@ -9,6 +9,11 @@ it is done with. The base owns the rest:
 - batches by count and by time;
 - retries of a failed ``write`` with capped, doubling back-off (stages write idempotently, so a whole
   batch can be written again);
+- for a stage that writes to a store it can ask (``store_answers``), what to do once the tries are
+  spent: while the store does not answer, the batch waits with capped back-off as long as the outage
+  lasts (its partitions paused, the consumer still in its group, the lag growing); while the store
+  answers, the batch is split in halves until the records that fail on their own are found, and
+  those are dead-lettered with the store's error (a poison record must not stop the stage forever);
 - dead letters with their reason, stage and source, never sent back for a record read from the
   dead-letter topic itself (that would loop);
 - offsets committed only after the write succeeded and everything it produced was acknowledged.
@@ -110,6 +115,14 @@ class LoopStats:
     dead_lettered: int = 0
     retries: int = 0
     unreadable_dead_letters: int = 0  # read from the dead-letter topic and not sent back to it
+    outages: int = 0  # times the store stopped answering
+    waiting_since: float | None = None  # UNIX time the current outage began; None while the store answers
+    poison: int = 0  # records dead-lettered because their write failed on its own while the store answered
+    last_error: str = ""
+
+    @property
+    def state(self) -> str:
+        return "waiting for its store" if self.waiting_since is not None else "writing"
 
 
 async def fill_batch(consumer: AIOKafkaConsumer, stop: asyncio.Event, max_rows: int, max_seconds: float,
@@ -129,6 +142,27 @@ async def fill_batch(consumer: AIOKafkaConsumer, stop: asyncio.Event, max_rows: 
     return records
 
 
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:2000]
+
+
+def _merge(into: Written, part: Written) -> None:
+    into.outputs += part.outputs
+    into.rejected += part.rejected
+
+
+async def _idle_poll(consumer: AIOKafkaConsumer, stop: asyncio.Event, seconds: float) -> None:
+    """Wait ``seconds`` (or until ``stop``) inside ``getmany`` on paused partitions: a consumer that does
+    not poll for max.poll.interval.ms leaves its group. A record that arrives all the same (a partition
+    assigned by a rebalance since the pause) is not taken: its partition is sought back to it."""
+    deadline = time.monotonic() + seconds
+    while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+        got = await consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000))
+        for tp, records in got.items():
+            consumer.seek(tp, records[0].offset)
+            consumer.pause(tp)
+
+
 def next_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
     """Per partition, the offset after the last record: what to commit once the batch is written."""
     offsets: dict[TopicPartition, int] = {}
@@ -142,8 +176,9 @@ class BatchSink(ABC):
     """Consume ``topics`` in consumer group ``group``, ``write`` each batch, produce, dead-letter, commit.
 
     ``retry_attempts`` tries of a failing write (default ``TRAJSTREAM_SINK_RETRY_ATTEMPTS``), the first
-    back-off ``TRAJSTREAM_SINK_RETRY_BACKOFF_S``, doubling up to ``TRAJSTREAM_SINK_RETRY_MAX_BACKOFF_S``;
-    then the error stops the loop, with the batch uncommitted (it is read again after a restart).
+    back-off ``TRAJSTREAM_SINK_RETRY_BACKOFF_S``, doubling up to ``TRAJSTREAM_SINK_RETRY_MAX_BACKOFF_S``.
+    Then a stage with a store to ask (``store_answers``) waits out an outage or dead-letters the records
+    no write takes; any other stage stops, with the batch uncommitted (it is read again after a restart).
     """
 
     stage: str  # names the stage in its dead letters
@@ -190,6 +225,19 @@ class BatchSink(ABC):
     async def close(self) -> None:  # noqa: B027 (a hook: most stages hold nothing to release)
         """Release what the stage holds, after the loop."""
 
+    async def store_answers(self) -> bool | None:
+        """Whether the store this stage writes to answers now. None (the default): the stage has no store
+        to ask, and a write that keeps failing stops the loop (the trainer, the enrichment worker)."""
+        return None
+
+    async def store_back(self) -> None:  # noqa: B027 (a hook: most stores need nothing)
+        """Called once the store answers again after an outage, before the batch is written again."""
+
+    @property
+    def store(self) -> str:
+        """The store's name in logs and dead letters."""
+        return "its store"
+
     # --- what the base provides ---------------------------------------------------------------
     def dead_letter(self, source: Source, reason: str, error_type: str, trajectory_id: str | None = None) -> Output:
         """The dead letter of ``source``, from this stage."""
@@ -215,9 +263,9 @@ class BatchSink(ABC):
                 ready.set()
             while not stop.is_set() and not self.done():
                 batch = await fill_batch(consumer, stop, self.batch_rows, self.batch_seconds, self.eager)
-                written = await self._write(batch) if batch else await self.idle()
+                written = await self._write(batch, consumer, stop) if batch else await self.idle()
                 if written is None:
-                    continue
+                    continue  # nothing written (idle, or stopped while the store was away): nothing to commit
                 await self.send([*written.outputs, *self._dead_letters(written.rejected)])
                 offsets = next_offsets(batch) if written.commit is None else written.commit
                 if offsets:
@@ -228,22 +276,99 @@ class BatchSink(ABC):
             self.producer = None
             await self.close()
 
-    async def _write(self, batch: list[Record]) -> Written:
+    async def _write(self, batch: list[Record], consumer: AIOKafkaConsumer, stop: asyncio.Event) -> Written | None:
         self.loop_stats.batches += 1
         self.loop_stats.records += len(batch)
+        try:
+            return await self._tries(batch, self.retry_attempts)
+        except Exception as exc:  # stores raise types with no useful common base
+            if await self.store_answers() is None:
+                raise
+            self.loop_stats.last_error = _describe(exc)
+        return await self._recover(batch, consumer, stop)
+
+    async def _tries(self, batch: list[Record], attempts: int) -> Written:
+        """``write(batch)``, tried up to ``attempts`` times with back-off; the last error is raised."""
         delays = self.backoff()
-        for attempt in range(1, self.retry_attempts + 1):
+        for attempt in range(1, attempts + 1):
             try:
                 return await self.write(batch)
-            except Exception as exc:  # stores raise types with no useful common base
-                if attempt == self.retry_attempts:
+            except Exception as exc:
+                if attempt == attempts:
                     raise
                 self.loop_stats.retries += 1
                 delay = next(delays)
                 log.warning("%s: writing %d records failed (try %d of %d), again in %.1fs: %s",
-                            self.stage, len(batch), attempt, self.retry_attempts, delay, exc)  # fmt: skip
+                            self.stage, len(batch), attempt, attempts, delay, exc)  # fmt: skip
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
+
+    async def _recover(self, batch: list[Record], consumer: AIOKafkaConsumer, stop: asyncio.Event) -> Written | None:
+        """A batch whose tries are spent: wait out the store's outage, or find the records no write takes.
+
+        Parts are written again whole after an outage, split in halves while the store answers; a
+        single record that fails all its tries while the store answers is dead-lettered."""
+        written = Written()
+        parts = [batch]
+        first = True  # the whole batch just failed all its tries: go straight to asking the store
+        while parts:
+            if stop.is_set():
+                return None  # nothing committed: the batch is read again after a restart
+            part = parts.pop()
+            if not part:
+                continue
+            if not first:
+                try:
+                    _merge(written, await self._tries(part, self.retry_attempts if len(part) == 1 else 1))
+                    continue
+                except Exception as exc:
+                    self.loop_stats.last_error = _describe(exc)
+            first = False
+            if await self._wait_for_store(consumer, stop):
+                if stop.is_set():
+                    return None
+                parts.append(part)  # the store is back: the same part, whole, again
+            elif len(part) == 1:
+                self.loop_stats.poison += 1
+                reason = (f"writing this record to {self.store} failed {self.retry_attempts} times while the "
+                          f"store answered: {self.loop_stats.last_error}")  # fmt: skip
+                log.error("%s: %s:%d:%d dead-lettered: %s", self.stage, part[0].topic, part[0].partition,
+                          part[0].offset, reason)  # fmt: skip
+                written.rejected.append(Rejected(part[0], reason, "StoreRejected"))
+            else:
+                middle = len(part) // 2
+                parts += [part[middle:], part[:middle]]  # the first half is written first
+        return written
+
+    async def _wait_for_store(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> bool:
+        """Return False at once when the store answers. Else wait (partitions paused, back-off capped)
+        until it does or ``stop`` is set, and return True."""
+        if await self.store_answers():
+            return False
+        self.loop_stats.outages += 1
+        self.loop_stats.waiting_since = time.time()
+        paused = consumer.assignment()
+        consumer.pause(*paused)
+        delays = self.backoff()
+        try:
+            while not stop.is_set():
+                delay = next(delays)
+                log.warning("%s: %s does not answer (%s); the batch waits, again in %.1fs", self.stage,
+                            self.store, self.loop_stats.last_error, delay)  # fmt: skip
+                await _idle_poll(consumer, stop, delay)
+                if await self.store_answers():
+                    log.warning("%s: %s answers again after %.1fs", self.stage, self.store,
+                                time.time() - self.loop_stats.waiting_since)  # fmt: skip
+                    try:
+                        await self.store_back()
+                    except Exception as exc:  # not back after all: wait on
+                        self.loop_stats.last_error = _describe(exc)
+                        continue
+                    break
+        finally:
+            consumer.resume(*(tp for tp in paused if tp in consumer.assignment()))
+            self.loop_stats.waiting_since = None
+        return True
 
     def backoff(self) -> Iterator[float]:
         """The waits between tries: the first back-off, doubling, capped."""

@@ -20,7 +20,7 @@ from trajstream.streams.in_process import Pipeline
 from trajstream.synthetic import feedback, tool_trajectory
 from trajstream.topics import CLICKHOUSE_SINK_GROUP
 from trajstream_sdk.codec import SingleObjectCodec
-from trajstream_sdk.events import dead_letter_record
+from trajstream_sdk.events import Message, dead_letter_record, end_record, start_record, turn_record
 
 pytestmark = pytest.mark.integration
 
@@ -213,3 +213,60 @@ def test_a_scored_record_whose_air_does_not_fit_its_turns_is_refused(codec: Sing
     rows, _ = scored_rows({**scored, "turn_air": []}, codec, 0, 0)
     air = COLUMNS["turns"].index("air")
     assert [row[air] for row in rows.tables["turns"]] == [0.0, 0.0]
+
+
+def test_a_record_whose_insert_always_fails_is_dead_lettered_and_the_rest_land(
+    sink_settings: Settings, codec: SingleObjectCodec
+) -> None:
+    """A turn with a negative duration (an agent's clock went back) cannot be written to the UInt64 column:
+    every insert of a batch holding it fails, the same way, while ClickHouse answers."""
+    settings = sink_settings.model_copy(update={"sink_retry_attempts": 2, "sink_retry_backoff_s": 0.05})
+    scored, _ = _scored_corpus(settings, codec)
+    pipeline = Pipeline(settings, codec)
+    poison_id = str(uuid.uuid4())
+    turn = turn_record(poison_id, 0, [Message.text("user", "Refund order 77"), Message.text("assistant", "Done.")],
+                       duration_ms=-5)  # fmt: skip
+    poison = pipeline.run([
+        ("events", codec.encode("trajectory_start", start_record(poison_id, "Refund order 77", agent_id="agent-a"))),
+        ("events", codec.encode("turn", turn)),
+        ("events", codec.encode("trajectory_end", end_record(poison_id, "success", turn_count=1))),
+    ])  # fmt: skip
+    assert len(poison) == 1
+    messages = [("trajectories.scored", b"k", v) for v in scored[:3] + poison + scored[3:]]
+    asyncio.run(publish(settings, messages))
+
+    client = connect(settings)
+    migrate(client, settings)
+    sink = ClickHouseSink(settings, client, codec)
+    asyncio.run(_drain(settings, sink, len(messages) - 1))
+    counts = _counts(client, settings.clickhouse_database)
+    assert counts["trajectories"] == 7 and counts["latest"] == 6  # every other trajectory landed
+    db = settings.clickhouse_database
+    assert client.query(f"SELECT count() FROM {db}.trajectories WHERE trajectory_id = '{poison_id}'").result_rows == [
+        (0,)
+    ]
+    (letter,) = [r.event.record for r in asyncio.run(read(settings, codec, "deadletter")) if r.event]
+    assert letter["stage"] == "sink-clickhouse" and letter["error_type"] == "StoreRejected"
+    assert letter["trajectory_id"] is None or letter["trajectory_id"] == poison_id
+    assert "duration_ms" in letter["reason"] and letter["payload"] == poison[0]
+    assert sink.loop_stats.poison == 1 and sink.loop_stats.outages == 0
+
+
+def test_a_trajectory_of_an_end_event_alone_lands_with_no_duration(
+    sink_settings: Settings, codec: SingleObjectCodec
+) -> None:
+    """Its start and turns never came (written without a key, they went to other partitions): it has no
+    start time. It lands, as having started when it ended, instead of failing every insert."""
+    settings = sink_settings
+    tid = str(uuid.uuid4())
+    (scored,) = Pipeline(settings, codec).run([("events", codec.encode("trajectory_end", end_record(tid, "success")))])
+    asyncio.run(publish(settings, [("trajectories.scored", tid.encode(), scored)]))
+    client = connect(settings)
+    migrate(client, settings)
+    sink = ClickHouseSink(settings, client, codec)
+    asyncio.run(_drain(settings, sink, 1))
+    db = settings.clickhouse_database
+    rows = client.query(
+        f"SELECT duration_ms, started_at = ended_at FROM {db}.trajectories WHERE trajectory_id = '{tid}'"
+    )
+    assert rows.result_rows == [(0, True)] and sink.stats.rejected == 0

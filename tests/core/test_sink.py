@@ -126,3 +126,78 @@ def test_back_off_doubles_up_to_its_cap(codec: SingleObjectCodec) -> None:
     settings = Settings(sink_retry_backoff_s=0.5, sink_retry_max_backoff_s=3.0)
     delays = list(itertools.islice(ScriptedSink(settings, codec).backoff(), 6))
     assert delays == [0.5, 1.0, 2.0, 3.0, 3.0, 3.0]
+
+
+class StoreSink(BatchSink):
+    """Writes to a pretend store that can be away (``up``) and that refuses values starting with b"poison"."""
+
+    stage = "test-store-sink"
+
+    def __init__(self, settings: Settings, codec: SingleObjectCodec):
+        super().__init__(settings, codec, group=settings.consumer_group(f"test-{uuid.uuid4().hex[:6]}"),
+                         topics=(settings.topic(TOPIC),), batch_rows=100, batch_seconds=0.2)  # fmt: skip
+        self.up = True
+        self.stored: list[bytes] = []
+        self.asked = 0
+
+    async def write(self, batch: list[Record]) -> Written:
+        if not self.up:
+            raise ConnectionError("connection refused")
+        if any(r.value.startswith(b"poison") for r in batch):
+            raise ValueError("cannot store a poison value")
+        self.stored += [r.value for r in batch if r.value not in self.stored]  # idempotent, as a real sink
+        return Written()
+
+    async def store_answers(self) -> bool:
+        self.asked += 1
+        return self.up
+
+
+async def test_a_record_no_write_takes_is_dead_lettered_while_the_rest_land(
+    topics: Settings, codec: SingleObjectCodec
+) -> None:
+    settings = topics.model_copy(update={"sink_retry_attempts": 2, "sink_retry_backoff_s": 0.01})
+    values = [f"v{i}".encode() for i in range(9)]
+    await _publish(settings, [*values[:4], b"poison one", *values[4:]])
+    sink = StoreSink(settings, codec)
+    await _run_until(sink, lambda: len(sink.stored) == 9 and sink.loop_stats.dead_lettered == 1)
+    assert sink.stored == values  # in order, each once
+    assert await _committed(settings, sink.group) == 10
+    (letter,) = [r.event.record for r in await read(settings, codec, "deadletter") if r.event]
+    assert letter["payload"] == b"poison one" and letter["stage"] == "test-store-sink"
+    assert letter["error_type"] == "StoreRejected" and "ValueError: cannot store a poison value" in letter["reason"]
+    assert sink.loop_stats.poison == 1 and sink.loop_stats.outages == 0
+
+
+async def test_a_store_outage_holds_the_batch_until_the_store_answers_and_loses_nothing(
+    topics: Settings, codec: SingleObjectCodec
+) -> None:
+    settings = topics.model_copy(update={"sink_retry_attempts": 2, "sink_retry_backoff_s": 0.05,
+                                         "sink_retry_max_backoff_s": 0.2})  # fmt: skip
+    sink = StoreSink(settings, codec)
+    sink.up = False
+    stop = asyncio.Event()
+    task = asyncio.create_task(sink.run(stop))
+    try:
+        await _publish(settings, [b"one", b"two"])
+        for _ in range(100):
+            if sink.loop_stats.waiting_since is not None and sink.asked >= 4:
+                break
+            await asyncio.sleep(0.1)
+        # Waiting, not stopped, not dead-lettering: the outage is the store's, not the records'.
+        assert sink.loop_stats.state == "waiting for its store" and not task.done()
+        assert sink.stored == [] and await _committed(settings, sink.group) == 0
+        await _publish(settings, [b"three"])  # the lag grows meanwhile
+        sink.up = True
+        for _ in range(100):
+            if len(sink.stored) == 3:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)
+    finally:
+        stop.set()
+        await task
+    assert sink.stored == [b"one", b"two", b"three"]
+    assert sink.loop_stats.outages == 1 and sink.loop_stats.waiting_since is None
+    assert sink.loop_stats.dead_lettered == 0 and await _committed(settings, sink.group) == 3
+    assert [r for r in await read(settings, codec, "deadletter")] == []
