@@ -16,8 +16,9 @@ from typing import Any
 from aiohttp import web
 
 from trajstream.consumers.clickhouse_store import read_only_query
-from trajstream.consumers.milvus_store import TRAJECTORIES
+from trajstream.consumers.milvus_store import TRAJECTORIES, loaded
 from trajstream.consumers.recall import Recall, RecallError
+from trajstream.consumers.store_link import StoreUnavailableError
 from trajstream.errors import TrajstreamError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -47,11 +48,16 @@ def _need(body: dict[str, Any], *names: str) -> list[Any]:
     return [body[n] for n in names]
 
 
-def build_app(recall: Recall, clickhouse: Any, database: str, health: Callable[[], dict[str, Any]]) -> web.Application:
+def build_app(recall: Callable[[], Recall], clickhouse: Callable[[], Any], database: str,
+              health: Callable[[], dict[str, Any]]) -> web.Application:  # fmt: skip
+    """``recall`` and ``clickhouse`` give what a request needs, or raise StoreUnavailableError (503)."""
+
     async def run(fn: Callable[[], Any]) -> web.Response:
         started = time.perf_counter()
         try:
             result = await asyncio.to_thread(fn)
+        except StoreUnavailableError as exc:
+            return _json({"error": str(exc)}, status=503)
         except (RecallError, TrajstreamError) as exc:
             return _json({"error": str(exc)}, status=400)
         return _json({"result": result, "took_ms": round((time.perf_counter() - started) * 1000, 2)})
@@ -61,39 +67,46 @@ def build_app(recall: Recall, clickhouse: Any, database: str, health: Callable[[
 
     async def do_sql(request: web.Request) -> web.Response:
         (query,) = _need(await _body(request), "query")
-        return await run(lambda: read_only_query(clickhouse, str(query), database))
+        return await run(lambda: read_only_query(clickhouse(), str(query), database))
 
     async def do_recall(request: web.Request) -> web.Response:
         body = await _body(request)
         (query,) = _need(body, "query")
-        return await run(lambda: recall.recall(str(query), int(body.get("k", 3)), body.get("filters")))
+        return await run(lambda: recall().recall(str(query), int(body.get("k", 3)), body.get("filters")))
 
     async def do_predict(request: web.Request) -> web.Response:
         body = await _body(request)
         state, action = _need(body, "state", "action")
-        return await run(lambda: asdict(recall.predict_outcome(str(state), str(action), int(body.get("k", 20)))))
+        return await run(lambda: asdict(recall().predict_outcome(str(state), str(action), int(body.get("k", 20)))))
 
     async def do_counterfactual(request: web.Request) -> web.Response:
         body = await _body(request)
         tid, step, alternative = _need(body, "trajectory_id", "step", "alternative_action")
-        return await run(lambda: recall.counterfactual(str(tid), int(step), str(alternative)))
+        return await run(lambda: recall().counterfactual(str(tid), int(step), str(alternative)))
 
     async def do_recommend(request: web.Request) -> web.Response:
         body = await _body(request)
         (context,) = _need(body, "context")
-        return await run(lambda: recall.recommend_tools(str(context), int(body.get("k", 50)), body.get("filters")))
+        return await run(lambda: recall().recommend_tools(str(context), int(body.get("k", 50)), body.get("filters")))
 
     async def do_exists(request: web.Request) -> web.Response:
         """Which of these trajectory ids are queryable in ClickHouse and searchable in Milvus now."""
         (ids,) = _need(await _body(request), "ids")
         wanted = [str(i) for i in ids]
 
-        def check() -> dict[str, list[str]]:
+        def check() -> dict[str, list[str] | None]:
             where = "trajectory_id IN {ids:Array(String)}"
             sql = f"SELECT DISTINCT trajectory_id FROM {database}.trajectories WHERE {where}"
-            rows = clickhouse.query(sql, parameters={"ids": wanted})
-            vectors = recall.milvus.query(TRAJECTORIES, ids=wanted, output_fields=["id"])
-            return {"clickhouse": [r[0] for r in rows.result_rows], "milvus": [v["id"] for v in vectors]}
+            rows = clickhouse().query(sql, parameters={"ids": wanted})
+            try:  # one store away leaves the other's answer standing
+                milvus = recall().milvus
+                rows_mv = loaded(
+                    milvus, TRAJECTORIES, lambda: milvus.query(TRAJECTORIES, ids=wanted, output_fields=["id"])
+                )
+                found: list[str] | None = [v["id"] for v in rows_mv]
+            except StoreUnavailableError:
+                found = None
+            return {"clickhouse": [r[0] for r in rows.result_rows], "milvus": found}
 
         return await run(check)
 

@@ -1,14 +1,23 @@
-"""The data worker: both sinks and the data API in one process, the one that owns the embedded stores."""
+"""The data worker: both sinks and the data API in one process, the one that owns the embedded stores.
+
+Each store has a link (``store_link``) and each sink runs on its own: a store that is away, at start or
+later, holds back only its own sink (which waits it out with capped back-off, its lag growing) and
+the API requests that need it. A sink whose loop fails (Kafka away, a bug) is started again with
+back-off; the API keeps answering through all of it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import threading
 import time
-from dataclasses import asdict
-from typing import Any
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import IO, Any
 
 from aiohttp import web
 
@@ -20,57 +29,169 @@ from trajstream.consumers.embedding import Embedder
 from trajstream.consumers.locked_client import LockedClient
 from trajstream.consumers.milvus_sink import MilvusSink
 from trajstream.consumers.milvus_store import connect as connect_milvus
-from trajstream.consumers.milvus_store import uri
+from trajstream.consumers.milvus_store import ensure_collections, uri
 from trajstream.consumers.recall import Recall
-from trajstream.data_api import api_file
+from trajstream.consumers.store_link import StoreLink
+from trajstream.data_api import api_file, stores_lock_file, try_lock_stores
 from trajstream.foreground import run_until_signalled
+from trajstream.parts import mark_ready
 from trajstream.settings import Settings
+from trajstream.sink import BatchSink
 
 log = logging.getLogger(__name__)
 
 
-async def serve(settings: Settings, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
-    clickhouse = LockedClient(connect_clickhouse(settings))
-    applied = migrate(clickhouse, settings)  # type: ignore[arg-type]
+@dataclass
+class SinkRun:
+    """How one sink's loop is doing, for /health and `trajstream status`."""
+
+    restarts: int = 0
+    last_failure: str = ""
+
+
+def _open_clickhouse(settings: Settings) -> LockedClient:
+    client = LockedClient(connect_clickhouse(settings))
+    applied = migrate(client, settings)  # type: ignore[arg-type]
     if applied:
         log.warning("applied ClickHouse migrations: %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
-    milvus = connect_milvus(settings)
+    return client
+
+
+def _open_milvus(settings: Settings) -> Any:
+    client = connect_milvus(settings)
+    ensure_collections(client)
+    return client
+
+
+def _backoff(settings: Settings) -> Iterator[float]:
+    delay = settings.sink_retry_backoff_s
+    while True:
+        yield min(delay, settings.sink_retry_max_backoff_s)
+        delay *= 2
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+async def keep_running(settings: Settings, link: StoreLink[Any], build: Callable[[Any], BatchSink],
+                       stop: asyncio.Event, run: SinkRun, sinks: dict[str, BatchSink], name: str) -> None:  # fmt: skip
+    """Open the store, run the sink on it; after any failure, again with capped back-off, until ``stop``."""
+    delays = _backoff(settings)
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            client = await link.open()
+            if name not in sinks:
+                sinks[name] = build(client)
+            await sinks[name].run(stop)
+        except Exception as exc:  # whatever stopped it, the other sink and the API go on
+            run.restarts += 1
+            run.last_failure = f"{type(exc).__name__}: {exc}"[:2000]
+            if time.monotonic() - started > 60:
+                delays = _backoff(settings)  # it ran a good while: this failure waits little again
+            delay = next(delays)
+            log.error("%s sink stopped (%s); starting it again in %.1fs", name, run.last_failure, delay,
+                      exc_info=not link.error)  # fmt: skip
+            await _sleep(stop, delay)
+        else:
+            return
+
+
+def _hold_stores_lock(settings: Settings) -> IO[bytes]:
+    """The stores lock, waited for: a CLI command that opened the stores directly finishes first."""
+    told = False
+    while (handle := try_lock_stores(settings)) is None:
+        if not told:
+            log.warning("waiting for the stores lock %s (another process has the stores open)",
+                        stores_lock_file(settings))  # fmt: skip
+            told = True
+        time.sleep(0.5)
+    return handle
+
+
+async def serve(settings: Settings, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+    lock = await asyncio.to_thread(_hold_stores_lock, settings)
+    clickhouse: StoreLink[LockedClient] = StoreLink("ClickHouse", lambda: _open_clickhouse(settings))
+    milvus: StoreLink[Any] = StoreLink("Milvus", lambda: _open_milvus(settings))
     embedder = Embedder()
-    await asyncio.to_thread(embedder.encode_one, "warm up")  # load the model before reporting ready
-    ch_sink = ClickHouseSink(settings, clickhouse, None)  # type: ignore[arg-type]
-    mv_sink = MilvusSink(settings, milvus, embedder)
-    recall = Recall(settings, milvus, clickhouse, embedder)
+    sinks: dict[str, BatchSink] = {}
+    runs = {"clickhouse": SinkRun(), "milvus": SinkRun()}
     started = time.time()
+    recalls: dict[tuple[int, int], Recall] = {}
+
+    def recall() -> Recall:
+        ch, mv = clickhouse.client, milvus.client  # each raises StoreUnavailableError while its store is away
+        key = (id(ch), id(mv))
+        if key not in recalls:
+            recalls.clear()
+            recalls[key] = Recall(settings, mv, ch, embedder)
+        return recalls[key]
+
+    def sink_health(name: str, link: StoreLink[Any]) -> dict[str, Any]:
+        sink = sinks.get(name)
+        out: dict[str, Any] = {"store": link.state(), **asdict(runs[name])}
+        if sink is not None:
+            out.update(asdict(getattr(sink, "stats")))  # noqa: B009 (each sink has its own stats type)
+            loop = sink.loop_stats
+            out["loop"] = {**asdict(loop), "state": loop.state}
+        else:
+            out["loop"] = {"state": "opening its store"}
+        return out
 
     def health() -> dict[str, Any]:
+        waiting = [n for n, s in sinks.items() if s.loop_stats.waiting_since is not None]
+        closed = [link.name for link in (clickhouse, milvus) if not link.is_open]
         return {
-            "status": "ok", "pid": os.getpid(), "uptime_s": round(time.time() - started, 1),
-            "clickhouse": dsn(settings), "milvus": uri(settings),
-            "sinks": {"clickhouse": asdict(ch_sink.stats), "milvus": asdict(mv_sink.stats)},
+            "status": "degraded" if waiting or closed else "ok", "pid": os.getpid(),
+            "uptime_s": round(time.time() - started, 1), "clickhouse": dsn(settings), "milvus": uri(settings),
+            "sinks": {"clickhouse": sink_health("clickhouse", clickhouse), "milvus": sink_health("milvus", milvus)},
         }  # fmt: skip
 
-    runner = web.AppRunner(build_app(recall, clickhouse, settings.clickhouse_database, health), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.api_host, settings.api_port)
-    await site.start()
-    url = f"http://{settings.api_host}:{settings.api_port}"
-    api_file(settings).parent.mkdir(parents=True, exist_ok=True)
-    api_file(settings).write_text(json.dumps({"url": url, "pid": os.getpid()}))
-    tasks = [asyncio.create_task(ch_sink.run(stop)), asyncio.create_task(mv_sink.run(stop))]
-    if ready is not None:
-        ready.set()
-    log.warning("data worker ready: API %s, ClickHouse %s, Milvus %s", url, dsn(settings), uri(settings))
+    tasks = [
+        asyncio.create_task(keep_running(settings, clickhouse, lambda c: ClickHouseSink(settings, c, None), stop,
+                                         runs["clickhouse"], sinks, "clickhouse")),
+        asyncio.create_task(keep_running(settings, milvus, lambda c: MilvusSink(settings, c, embedder), stop,
+                                         runs["milvus"], sinks, "milvus")),
+    ]  # fmt: skip
+    runner: web.AppRunner | None = None
     try:
-        done, _ = await asyncio.wait([*tasks, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if task in tasks and task.exception():
-                raise task.exception()  # type: ignore[misc]
+        # The model loads in the background (10-20 s on 2 cores): the API and the ClickHouse sink need not
+        # wait for it; a recall or a Milvus write that comes first waits for the load. A daemon thread: a
+        # stop during the load does not wait for it.
+        threading.Thread(target=embedder.encode_one, args=("warm up",), name="embedder-load", daemon=True).start()
+        # The API (and the ready mark `up` waits for) comes once both stores are open, or after the grace
+        # even if one is not: a store that is away must not keep the other's sink and the API down.
+        grace = time.monotonic() + settings.store_open_grace_s
+        while not (clickhouse.is_open and milvus.is_open) and time.monotonic() < grace and not stop.is_set():
+            await asyncio.sleep(0.1)
+        for link in (clickhouse, milvus):
+            if not link.is_open:
+                log.error("%s not open after %.0fs (%s); the API starts without it", link.name,
+                          settings.store_open_grace_s, link.error or "still opening")  # fmt: skip
+        runner = web.AppRunner(build_app(recall, lambda: clickhouse.client, settings.clickhouse_database, health),
+                               access_log=None)  # fmt: skip
+        await runner.setup()
+        await web.TCPSite(runner, settings.api_host, settings.api_port).start()
+        url = f"http://{settings.api_host}:{settings.api_port}"
+        api_file(settings).parent.mkdir(parents=True, exist_ok=True)
+        api_file(settings).write_text(json.dumps({"url": url, "pid": os.getpid()}))
+        if ready is not None:
+            ready.set()
+        mark_ready(settings, "data")
+        log.warning("data worker ready: API %s, ClickHouse %s, Milvus %s", url, dsn(settings), uri(settings))
+        await stop.wait()
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await runner.cleanup()
         api_file(settings).unlink(missing_ok=True)
-        milvus.close()
+        if runner is not None:
+            await runner.cleanup()
+        if milvus.is_open:
+            with contextlib.suppress(Exception):
+                milvus.client.close()
+        lock.close()
 
 
 def run_data_worker(settings: Settings) -> None:

@@ -142,6 +142,14 @@ class Settings(BaseSettings):
     )
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8765, ge=1, le=65535, description="The data API of `trajstream up` (sinks).")
+    store_open_grace_s: float = Field(
+        default=30.0, gt=0, description="How long the data worker waits for its stores before its API starts anyway."
+    )
+    api_wait_s: float = Field(
+        default=180.0, gt=0, description="How long a CLI data command waits for a starting data worker's API."
+    )
+    restart_backoff_s: float = Field(default=1.0, gt=0, description="`up`: first wait before a dead part restarts.")
+    restart_max_backoff_s: float = Field(default=60.0, gt=0, description="`up`: longest wait before a restart.")
     recall_nprobe: int = Field(default=32, ge=1, description="IVF lists searched per query: recall against speed.")
 
     @property

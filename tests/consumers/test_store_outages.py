@@ -1,0 +1,191 @@
+"""Stores that go away: a Milvus server killed under load, and a data worker whose Milvus is down.
+
+The Milvus server is a real one: milvus-lite's own server process (`milvus-lite server`, the same
+engine the embedded default runs in-process), killed with SIGKILL and started again on its data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.env import free_port
+from tests.support.streams import publish
+from trajstream.consumers.data_worker import serve
+from trajstream.consumers.embedding import Embedder
+from trajstream.consumers.milvus_sink import MilvusSink
+from trajstream.consumers.milvus_store import TRAJECTORIES, connect, ensure_collections
+from trajstream.settings import Settings
+from trajstream.streams.in_process import Pipeline
+from trajstream.synthetic import tool_trajectory
+from trajstream_sdk.codec import SingleObjectCodec
+
+pytestmark = pytest.mark.integration
+
+
+class MilvusServer:
+    """`milvus-lite server` on a port and a data directory, as its own process."""
+
+    def __init__(self, data_dir: Path, port: int, log: Path):
+        self.data_dir, self.port, self.log = data_dir, port, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        binary = Path(sys.executable).parent / "milvus-lite"
+        with open(self.log, "ab") as handle:
+            self.proc = subprocess.Popen([str(binary), "server", "--data-dir", str(self.data_dir), "--port",
+                                          str(self.port)], stdout=handle, stderr=subprocess.STDOUT)  # fmt: skip
+        from pymilvus import MilvusClient
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                MilvusClient(self.uri, timeout=2).list_collections()
+                return
+            except Exception:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError("milvus-lite server did not start:\n" + self.log.read_text()[-2000:]) from None
+                time.sleep(0.2)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def milvus_server(tmp_path: Path) -> Iterator[MilvusServer]:
+    server = MilvusServer(tmp_path / "milvus", free_port(), tmp_path / "milvus.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _scored(settings: Settings, codec: SingleObjectCodec, count: int) -> dict[str, bytes]:
+    pipeline = Pipeline(settings, codec)
+    out: dict[str, bytes] = {}
+    for n in range(count):
+        tid, events = tool_trajectory(codec, f"Refund order {n} that arrived damaged", "lookup", "success", "success")
+        (out[tid],) = pipeline.run(events)
+    return out
+
+
+def _searchable(client: Any, embedder: Embedder, ids: list[str]) -> set[str]:
+    """The ids a vector search finds (not only a lookup by key: the index must hold them)."""
+    vector = embedder.encode_one("refund a damaged order")
+    quoted = ", ".join(f'"{i}"' for i in ids)
+    hits = client.search(TRAJECTORIES, data=[vector], limit=len(ids), filter=f"trajectory_id in [{quoted}]",
+                         output_fields=["trajectory_id"])  # fmt: skip
+    return {h["entity"]["trajectory_id"] for h in hits[0]}
+
+
+async def test_a_milvus_server_killed_under_load_and_started_again_loses_no_trajectory(
+    topics: Settings, codec: SingleObjectCodec, milvus_server: MilvusServer
+) -> None:
+    milvus_server.start()
+    settings = topics.model_copy(update={"milvus_uri": milvus_server.uri, "sink_batch_rows": 8,
+                                         "milvus_batch_seconds": 0.1, "sink_retry_attempts": 2,
+                                         "sink_retry_backoff_s": 0.2, "sink_retry_max_backoff_s": 1.0})  # fmt: skip
+    scored = await asyncio.to_thread(_scored, settings, codec, 48)
+    ids = list(scored)
+    client = connect(settings)
+    ensure_collections(client)
+    embedder = Embedder()
+    sink = MilvusSink(settings, client, embedder, codec)
+    stop = asyncio.Event()
+    task = asyncio.create_task(sink.run(stop))
+    try:
+        for n, tid in enumerate(ids):  # under load: records keep coming while the server dies and returns
+            await publish(settings, [("trajectories.scored", tid.encode(), scored[tid])])
+            if n == 16:
+                while sink.stats.trajectories < 8:  # some landed before the kill
+                    await asyncio.sleep(0.1)
+                milvus_server.kill()
+                killed_at = time.monotonic()
+            if n == 32:
+                while sink.loop_stats.waiting_since is None:  # the sink noticed and waits, it did not stop
+                    assert not task.done() and time.monotonic() - killed_at < 120
+                    await asyncio.sleep(0.2)
+                await asyncio.to_thread(milvus_server.start)
+            await asyncio.sleep(0.05)
+        deadline = time.monotonic() + 180
+        while len(await asyncio.to_thread(_searchable, client, embedder, ids)) < len(ids):
+            assert not task.done() and time.monotonic() < deadline, sink.loop_stats
+            await asyncio.sleep(1.0)
+    finally:
+        stop.set()
+        await task
+    assert await asyncio.to_thread(_searchable, client, embedder, ids) == set(ids)
+    assert sink.loop_stats.outages >= 1 and sink.loop_stats.dead_lettered == 0 and sink.loop_stats.poison == 0
+
+
+async def test_a_data_worker_whose_milvus_is_down_still_lands_in_clickhouse_and_answers(
+    topics: Settings, codec: SingleObjectCodec, milvus_server: MilvusServer, tmp_path: Path
+) -> None:
+    """Milvus is down from the start: the ClickHouse sink and the API go on; Milvus catches up once it is up."""
+    settings = topics.model_copy(update={
+        "home": tmp_path / "home", "milvus_uri": milvus_server.uri, "api_port": free_port(),
+        "clickhouse_dsn": f"chdb://{tmp_path / 'clickhouse'}", "store_open_grace_s": 3.0,
+        "sink_retry_backoff_s": 0.2, "sink_retry_max_backoff_s": 1.0,
+    })  # fmt: skip
+    scored = await asyncio.to_thread(_scored, settings, codec, 6)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    worker = asyncio.create_task(serve(settings, stop, ready))
+    url = f"http://127.0.0.1:{settings.api_port}"
+    try:
+        await asyncio.wait_for(ready.wait(), timeout=120)
+        await publish(settings, [("trajectories.scored", t.encode(), v) for t, v in scored.items()])
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+
+            async def landed(store: str) -> list[str] | None:
+                found: list[str] | None = (await http.post("/exists", json={"ids": list(scored)})).json()["result"][
+                    store
+                ]
+                return found
+
+            for _ in range(300):
+                if len(await landed("clickhouse") or []) == len(scored):
+                    break
+                await asyncio.sleep(0.2)
+            assert sorted(await landed("clickhouse") or []) == sorted(scored)
+            assert await landed("milvus") is None  # Milvus is not open, and says so
+            health = (await http.get("/health")).json()
+            assert health["status"] == "degraded" and not health["sinks"]["milvus"]["store"]["open"]
+            recall = await http.post("/recall", json={"query": "refund"})
+            assert recall.status_code == 503 and "Milvus" in recall.json()["error"]
+            sql = await http.post(
+                "/sql", json={"query": f"SELECT count() FROM {settings.clickhouse_database}.trajectories"}
+            )
+            assert sql.json()["result"]["rows"] == [[len(scored)]]
+
+            await asyncio.to_thread(milvus_server.start)
+            for _ in range(600):
+                if sorted(await landed("milvus") or []) == sorted(scored):
+                    break
+                await asyncio.sleep(0.2)
+            assert sorted(await landed("milvus") or []) == sorted(scored)
+            assert (await http.get("/health")).json()["status"] == "ok"
+            assert (await http.post("/recall", json={"query": "refund a damaged order"})).status_code == 200
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, timeout=60)
