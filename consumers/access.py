@@ -1,27 +1,59 @@
 """Data access for the CLI: through the data API when `trajstream up` runs, else the stores directly.
 
 chDB and milvus-lite take one process per data directory, so while the pipeline runs its data
-worker is the only one that opens them; everyone else asks it over HTTP.
+worker is the only one that opens them; everyone else asks it over HTTP. While it starts (or the
+supervisor is about to start it again) a command waits for its API; it opens the stores itself only
+when no data worker runs or is expected, and then holds the stores lock so none starts meanwhile.
 """
 
 from __future__ import annotations
 
+import sys
+import time
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
-from trajstream.data_api import api_url
+from trajstream.data_api import stores_lock_file, try_lock_stores, wait_for_api
 from trajstream.errors import TrajstreamError
+from trajstream.parts import data_worker_expected
 from trajstream.settings import Settings
 
 
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
 class DataAccess:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, progress: Callable[[str], None] = _say):
         self.settings = settings
-        self.url = api_url(settings)
+        self._lock: IO[bytes] | None = None
+        self.url = self._route(progress)
         self._recall: Any = None
         self._clickhouse: Any = None
+
+    def _route(self, progress: Callable[[str], None]) -> str | None:
+        """The data API's URL, or None after taking the stores lock (the stores are then ours to open)."""
+        s = self.settings
+        deadline = time.monotonic() + s.api_wait_s
+        told = False
+        while True:
+            left = max(0.1, deadline - time.monotonic())
+            url = wait_for_api(s, lambda: data_worker_expected(s), left, progress)
+            if url:
+                return url
+            self._lock = try_lock_stores(s)
+            if self._lock is not None:
+                return None
+            if time.monotonic() > deadline:
+                raise TrajstreamError(f"another process holds the stores lock {stores_lock_file(s)} and no data "
+                                      f"API answered within {s.api_wait_s:.0f}s")  # fmt: skip
+            if not told:
+                progress(f"waiting for the stores: another process holds {stores_lock_file(s)}")
+                told = True
+            time.sleep(0.3)
 
     @property
     def via(self) -> str:

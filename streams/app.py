@@ -20,6 +20,7 @@ from typing import Any
 import faust
 
 from trajstream.assembled import TrajectoryView
+from trajstream.parts import mark_ready
 from trajstream.settings import Settings
 from trajstream.streams.assembly import Assembler, Input, Result
 from trajstream.streams.ordered_consumer import BatchHandler, OrderedTransport
@@ -232,4 +233,12 @@ def run_worker(settings: Settings, loglevel: str = "warn") -> None:
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    started = worker.on_startup_finished
+
+    async def on_startup_finished() -> None:
+        await started()
+        mark_ready(settings, "streams")  # `trajstream up` waits for this process's mark
+
+    # Faust hands the worker's hook to the app when the worker starts: replaced before that.
+    worker.on_startup_finished = on_startup_finished  # type: ignore[method-assign]
     worker.execute_from_commandline()

@@ -1,8 +1,10 @@
-"""`trajstream up`, `status` and `down`: the whole pipeline as local processes.
+"""`trajstream up`, `status` and `down`: the whole pipeline as local processes, under a supervisor.
 
-Each worker runs as its own process (its own session, so a stop reaches its children), logs to
-TRAJSTREAM_HOME/logs/NAME.log and records its pid in TRAJSTREAM_HOME/run/NAME.pid. The data worker
-owns the embedded stores and serves the data API that other processes query.
+`up` starts the broker (unless external), the topics and the supervisor (trajstream.supervisor), which
+starts each part as its own process and starts again one that dies. `up` reports a part ready only
+when its current process said so itself (its ready mark) and, for the data worker, when its API
+answers as that process. `down` asks the supervisor to stop and returns once every part's processes
+are gone and the stores lock is free. Logs: TRAJSTREAM_HOME/logs/NAME.log.
 """
 
 from __future__ import annotations
@@ -17,132 +19,147 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from trajstream.broker import LocalBroker
+from trajstream.data_api import answering_api, api_url, stores_lock_file, try_lock_stores
 from trajstream.errors import TrajstreamError
-from trajstream.settings import Settings
-from trajstream.topics import (
-    ASSEMBLED,
-    ASSEMBLY_CONTROL_TOPIC,
-    CLICKHOUSE_SINK_GROUP,
-    DEAD_LETTER_TOPIC,
-    ENRICHMENT_GROUP,
-    ENRICHMENT_REQUESTS,
-    ENRICHMENT_RESULTS,
-    EVENTS_TOPIC,
-    FEEDBACK_TOPIC,
-    MILVUS_SINK_GROUP,
-    SCORED,
-    create_topics,
-    faust_app_id,
+from trajstream.parts import (
+    PARTS,
+    SUPERVISOR,
+    SupervisorState,
+    alive,
+    group_alive,
+    log_file,
+    pid_file,
+    ready_pid,
+    running_pid,
+    stop_group,
+    supervisor_pid,
 )
+from trajstream.settings import Settings
+from trajstream.supervisor import request_stop
+from trajstream.topics import MILVUS_SINK_GROUP, SCORED, create_topics
 
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Part:
-    name: str
-    args: tuple[str, ...]
-    group: Callable[[Settings], str]
-    topics: tuple[str, ...]
-    ready_text: str  # appears in its log once it is ready
-
-
-PARTS = (
-    Part("streams", ("worker", "streams", "--loglevel", "info"), faust_app_id,
-         (EVENTS_TOPIC, FEEDBACK_TOPIC, ASSEMBLY_CONTROL_TOPIC, ASSEMBLED, ENRICHMENT_RESULTS), "[^Worker]: Ready"),
-    Part("enrich", ("worker", "enrich"), lambda s: s.consumer_group(ENRICHMENT_GROUP), (ENRICHMENT_REQUESTS,),
-         "enrichment worker"),
-    Part("data", ("worker", "data"), lambda s: s.consumer_group(CLICKHOUSE_SINK_GROUP), (SCORED, DEAD_LETTER_TOPIC),
-         "data worker ready"),
-)  # fmt: skip
-
-
-def _run_dir(settings: Settings) -> Path:
-    return settings.home / "run"
-
-
-def _pid_file(settings: Settings, name: str) -> Path:
-    return _run_dir(settings) / f"{name}.pid"
-
-
-def _log_file(settings: Settings, name: str) -> Path:
-    return settings.home / "logs" / f"{name}.log"
-
-
-def running_pid(settings: Settings, name: str) -> int | None:
-    try:
-        pid = int(_pid_file(settings, name).read_text())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return None
-    return pid
 
 
 def _binary() -> str:
     return str(Path(sys.executable).parent / "trajstream")
 
 
+def _tail(path: Path, chars: int = 2000) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except OSError:
+        return "(no log)"
+
+
+def _start_supervisor(settings: Settings, progress: Progress) -> int:
+    log = log_file(settings, SUPERVISOR)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as handle:
+        handle.write(f"\n--- started {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
+        handle.flush()
+        proc = subprocess.Popen([_binary(), "supervise"], stdout=handle, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, env=os.environ.copy())  # fmt: skip
+    deadline = time.monotonic() + 30
+    while (state := SupervisorState.load(settings)) is None or state.pid != proc.pid:
+        if proc.poll() is not None:
+            raise TrajstreamError(f"the supervisor exited while starting; its log {log} ends:\n{_tail(log)}")
+        if time.monotonic() > deadline:
+            raise TrajstreamError(f"the supervisor did not start within 30s; see {log}")
+        time.sleep(0.1)
+    progress(f"supervisor: started (pid {proc.pid}, log {log})")
+    return proc.pid
+
+
+def _ready(settings: Settings, name: str, pid: int) -> bool:
+    """The part's current process marked itself ready and, for the data worker, its API answers as it."""
+    if ready_pid(settings, name) != pid:
+        return False
+    return name != "data" or answering_api(settings, pid) is not None
+
+
 def up(settings: Settings, progress: Progress, timeout_s: float = 180.0) -> None:
-    """Start what is not running: the broker (unless external), the topics, the workers; wait until ready."""
+    """Start what is not running: the broker (unless external), the topics, the supervisor and its parts;
+    return once every part is ready."""
     if not settings.uses_external_kafka:
         LocalBroker(settings, progress=progress).start()
     asyncio.run(create_topics(settings))
     progress("topics ready")
-    _run_dir(settings).mkdir(parents=True, exist_ok=True)
-    started: list[Part] = []
-    for part in PARTS:
-        if running_pid(settings, part.name):
-            progress(f"{part.name}: already running (pid {running_pid(settings, part.name)})")
-            continue
-        log = _log_file(settings, part.name)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "ab") as handle:
-            handle.write(f"\n--- started {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
-            proc = subprocess.Popen([_binary(), *part.args], stdout=handle, stderr=subprocess.STDOUT,
-                                    start_new_session=True, env=os.environ.copy())  # fmt: skip
-        _pid_file(settings, part.name).write_text(str(proc.pid))
-        progress(f"{part.name}: started (pid {proc.pid}, log {log})")
-        started.append(part)
+    if (pid := supervisor_pid(settings)) is not None:
+        progress(f"supervisor: already running (pid {pid})")
+    else:
+        pid = _start_supervisor(settings, progress)
     deadline = time.monotonic() + timeout_s
-    for part in started:
-        log = _log_file(settings, part.name)
-        offset = 0
-        while True:
-            text = log.read_text(errors="replace")
-            if part.ready_text in text[offset:] or part.ready_text in text.rsplit("--- started", 1)[-1]:
-                progress(f"{part.name}: ready")
-                break
-            if running_pid(settings, part.name) is None:
-                raise TrajstreamError(f"{part.name} exited while starting; its log {log} ends:\n{text[-2000:]}")
-            if time.monotonic() > deadline:
-                raise TrajstreamError(f"{part.name} not ready after {timeout_s:.0f}s; see {log}")
-            time.sleep(0.3)
+    waiting = {part.name for part in PARTS}
+    restarts: dict[str, int] = {}  # each part's restarts when `up` first saw it running
+    while waiting:
+        state = SupervisorState.load(settings)
+        if supervisor_pid(settings) is None or state is None:
+            raise TrajstreamError(f"the supervisor stopped; its log ends:\n{_tail(log_file(settings, SUPERVISOR))}")
+        for name in sorted(waiting):
+            part = state.parts[name]
+            if part.pid is not None:
+                restarts.setdefault(name, part.restarts)
+            if name in restarts and part.restarts > restarts[name]:
+                raise TrajstreamError(
+                    f"{name} exited while starting ({part.last_exit}); the supervisor starts it again, "
+                    f"`trajstream down` stops everything. Its log {log_file(settings, name)} ends:\n"
+                    f"{_tail(log_file(settings, name))}"
+                )
+            if part.pid is not None and _ready(settings, name, part.pid):
+                progress(f"{name}: ready (pid {part.pid})")
+                waiting.discard(name)
+        if waiting and time.monotonic() > deadline:
+            names = ", ".join(sorted(waiting))
+            raise TrajstreamError(f"not ready after {timeout_s:.0f}s: {names}; see {settings.home / 'logs'}")
+        time.sleep(0.2)
 
 
 def down(settings: Settings, progress: Progress, timeout_s: float = 20.0, stop_broker: bool = True) -> None:
-    """SIGTERM each worker's process group, SIGKILL after ``timeout_s``; then the local broker."""
+    """Stop the supervisor and every part (SIGTERM, SIGKILL after ``timeout_s``), then the local broker.
+    Returns once no process of any part is left and the stores lock is free."""
+    sup = supervisor_pid(settings)
+    if sup is not None:
+        request_stop(settings, timeout_s)
+        os.kill(sup, signal.SIGTERM)
+        # The supervisor stops the parts one after the other, each within the timeout.
+        deadline = time.monotonic() + timeout_s * len(PARTS) + 30
+        while alive(sup) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if alive(sup):
+            progress(f"supervisor: no exit after {timeout_s * len(PARTS) + 30:.0f}s; killed")
+            stop_group(sup, 0)
+        progress("supervisor: stopped")
+    # Whatever is left (no supervisor, or one killed): stop it here.
     for part in reversed(PARTS):
         pid = running_pid(settings, part.name)
-        if pid is None:
-            _pid_file(settings, part.name).unlink(missing_ok=True)
-            continue
-        os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while running_pid(settings, part.name) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if running_pid(settings, part.name):
-            os.killpg(pid, signal.SIGKILL)  # a Faust worker can hang in shutdown; its state is on Kafka
-            progress(f"{part.name}: killed after {timeout_s:.0f}s")
-        else:
-            progress(f"{part.name}: stopped")
-        _pid_file(settings, part.name).unlink(missing_ok=True)
+        if pid is not None or ((pid := _pid_of(settings, part.name)) is not None and group_alive(pid)):
+            killed = stop_group(pid, timeout_s)
+            progress(f"{part.name}: killed after {timeout_s:.0f}s" if killed else f"{part.name}: stopped")
+        pid_file(settings, part.name).unlink(missing_ok=True)
+    pid_file(settings, SUPERVISOR).unlink(missing_ok=True)
+    lock = try_lock_stores(settings)
+    if lock is None:
+        raise TrajstreamError(
+            f"the parts stopped but another process holds the stores lock {stores_lock_file(settings)} "
+            "(a `trajstream` command still running?)"
+        )
+    lock.close()
     if stop_broker and not settings.uses_external_kafka:
         LocalBroker(settings, progress=progress).stop()
         progress("broker: stopped")
+
+
+def _pid_of(settings: Settings, name: str) -> int | None:
+    try:
+        return int(pid_file(settings, name).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -179,31 +196,71 @@ async def _lag(settings: Settings, group: str, topics: tuple[str, ...]) -> int |
         await admin.close()
 
 
+def _lag_or_none(settings: Settings, group: str, topics: tuple[str, ...]) -> int | None:
+    try:
+        return asyncio.run(_lag(settings, group, topics))
+    except Exception:  # no broker: the lag is unknown, the process table still tells something
+        return None
+
+
+def _process_detail(settings: Settings, name: str, pid: int | None, state: SupervisorState | None) -> str:
+    part = state.parts.get(name) if state else None
+    if pid is None:
+        if part is not None and part.next_start_at is not None and state is not None and not state.stopping:
+            wait = max(0.0, part.next_start_at - time.time())
+            return f"restarting in {wait:.0f}s after {part.last_exit} (restarted {part.restarts} times)"
+        return "not running"
+    detail = "ready" if ready_pid(settings, name) == pid else "starting"
+    if part is not None and part.restarts:
+        ago = time.time() - (part.last_exit_at or time.time())
+        detail += f"; restarted {part.restarts} times, last after {part.last_exit} {ago:.0f}s ago"
+    return detail
+
+
+def _sink_detail(name: str, sink: dict[str, Any]) -> str:
+    loop = sink.get("loop", {})
+    store = sink.get("store", {})
+    if not store.get("open"):
+        text = f"{name} not open: {store.get('error') or 'opening'}"
+    elif loop.get("waiting_since"):
+        since = time.time() - float(loop["waiting_since"])
+        text = f"waiting for {name} for {since:.0f}s ({loop.get('last_error', '')[:160]})"
+    else:
+        text = f"{sink.get('trajectories', 0)} trajectories landed"
+    if loop.get("poison"):
+        text += f"; {loop['poison']} records dead-lettered by the store"
+    if sink.get("restarts"):
+        text += f"; sink restarted {sink['restarts']} times ({sink.get('last_failure', '')[:120]})"
+    return text
+
+
 def status(settings: Settings) -> list[PartStatus]:
+    """One row per process (broker, supervisor, parts) and one per sink of the data worker."""
     out = []
-    broker = LocalBroker(settings).status() if not settings.uses_external_kafka else None
-    if broker is not None:
+    if not settings.uses_external_kafka:
+        broker = LocalBroker(settings).status()
         out.append(PartStatus("broker", broker.pid, None, "running" if broker.running else "not running"))
+    state = SupervisorState.load(settings)
+    sup = supervisor_pid(settings)
+    out.append(PartStatus(SUPERVISOR, sup, None, "running" if sup else "not running (`trajstream up` starts it)"))
     for part in PARTS:
         pid = running_pid(settings, part.name)
-        lag = None
-        try:
-            lag = asyncio.run(_lag(settings, part.group(settings), part.topics))
-        except Exception:  # no broker: the lag is unknown, the process table still tells something
-            lag = None
-        detail = "running" if pid else "not running"
-        if part.name == "data" and pid:
-            from trajstream.data_api import api_url
-
-            url = api_url(settings)
-            try:
-                if url:
-                    health = httpx.get(f"{url}/health", timeout=3).json()
-                    detail = f"API {url}, {health['sinks']['clickhouse']['trajectories']} trajectories landed"
-                with contextlib.suppress(Exception):  # the lag above is ClickHouse's; Milvus has its own group
-                    milvus_lag = asyncio.run(_lag(settings, settings.consumer_group(MILVUS_SINK_GROUP), (SCORED,)))
-                    detail += f"; Milvus sink lag {milvus_lag}"
-            except (httpx.HTTPError, KeyError, TypeError, ValueError):
-                detail = "running, API not answering"
-        out.append(PartStatus(part.name, pid, lag, detail))
+        detail = _process_detail(settings, part.name, pid, state)
+        if part.name != "data":
+            out.append(PartStatus(part.name, pid, _lag_or_none(settings, part.group(settings), part.topics), detail))
+            continue
+        url = api_url(settings) if pid else None
+        health: dict[str, Any] = {}
+        if url:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                health = httpx.get(f"{url}/health", timeout=3).json()
+        out.append(PartStatus(part.name, pid, None, f"{detail}; API {url}" if health else
+                              f"{detail}; API not answering" if pid else detail))  # fmt: skip
+        sinks = health.get("sinks", {})
+        for sink, store, group, topics in (
+            ("clickhouse", "ClickHouse", part.group(settings), part.topics),
+            ("milvus", "Milvus", settings.consumer_group(MILVUS_SINK_GROUP), (SCORED,)),
+        ):
+            detail = _sink_detail(store, sinks[sink]) if sink in sinks else "-"
+            out.append(PartStatus(f"  {sink} sink", None, _lag_or_none(settings, group, topics), detail))
     return out

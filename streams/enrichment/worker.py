@@ -14,6 +14,7 @@ import time
 
 from trajstream.assembled import TrajectoryView
 from trajstream.errors import CodecError, TrajstreamError
+from trajstream.parts import mark_ready
 from trajstream.settings import Settings
 from trajstream.sink import BatchSink, Output, Record, Source, Written
 from trajstream.streams.enrichment.llm import EnrichmentError, Extractor, build_extractor
@@ -101,6 +102,16 @@ def run_enrichment_worker(settings: Settings) -> None:
         log.warning(
             "enrichment worker: extractor %s, prompt %s", worker.extractor.name, worker.extractor.prompt_version
         )
-        await worker.run(stop)
+        ready = asyncio.Event()
+
+        async def mark_when_ready() -> None:
+            await ready.wait()
+            mark_ready(settings, "enrich")  # `trajstream up` waits for this process's mark
+
+        marked = asyncio.create_task(mark_when_ready())
+        try:
+            await worker.run(stop, ready)
+        finally:
+            marked.cancel()
 
     run_until_signalled(work)

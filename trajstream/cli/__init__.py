@@ -39,7 +39,7 @@ def main(ctx: click.Context, verbose: bool) -> None:
     local broker is used), TRAJSTREAM_BROKER_PORT, TRAJSTREAM_SCHEMA_REGISTRY_URL, ...
     """
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+        level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     # The client retries transient errors (a leader moving, a new topic settling) by itself; a user
     # only needs to hear about them when asking, failures still surface as errors.
@@ -258,18 +258,33 @@ _register_stage_commands()
 @click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for every part to be ready.")
 @click.pass_context
 def up(ctx: click.Context, timeout: float) -> None:
-    """Start the pipeline in the background: broker (unless external), topics, the streams, enrichment
-    and data workers (sinks and API). Logs: TRAJSTREAM_HOME/logs. Stop it with `trajstream down`."""
+    """Start the pipeline in the background: broker (unless external), topics, and a supervisor that runs
+    the streams, enrichment and data workers (sinks and API) and starts again one that dies, with
+    back-off (TRAJSTREAM_RESTART_BACKOFF_S, doubling up to TRAJSTREAM_RESTART_MAX_BACKOFF_S).
+
+    Returns once each worker's own process says it is ready (the data worker: its API answers).
+    Logs: TRAJSTREAM_HOME/logs. Stop it with `trajstream down`."""
     from trajstream.pipeline import up as start
 
     start(settings_of(ctx), lambda m: err.print(f"[dim]{m}[/]"), timeout)
     out.print("pipeline up; `trajstream status` shows each part and its lag")
 
 
+@main.command("supervise", hidden=True)
+@click.pass_context
+def supervise(ctx: click.Context) -> None:
+    """Run the supervisor of `trajstream up` in the foreground (`up` starts it detached)."""
+    from trajstream.supervisor import Supervisor
+
+    Supervisor(settings_of(ctx)).run()
+
+
 @main.command("status")
 @click.pass_context
 def status(ctx: click.Context) -> None:
-    """Each part of the pipeline: its process and the records its consumer group has yet to process."""
+    """Each part of the pipeline: its process (ready, starting, restarting after a crash) and the records
+    its consumer group has yet to process; the data worker's two sinks each on their own row, with
+    their store's state (a sink waiting for its store shows it here, its lag growing)."""
     from trajstream.pipeline import status as get_status
 
     table = Table("part", "pid", "lag", "detail")
@@ -283,7 +298,9 @@ def status(ctx: click.Context) -> None:
 @click.option("--timeout", default=20.0, show_default=True, help="Seconds before a worker is killed.")
 @click.pass_context
 def down(ctx: click.Context, keep_broker: bool, timeout: float) -> None:
-    """Stop the workers (SIGTERM, then SIGKILL after --timeout) and the local broker."""
+    """Stop the supervisor and the workers (SIGTERM, then SIGKILL after --timeout), then the local broker.
+
+    Returns once every worker's processes have exited and the stores are free."""
     from trajstream.pipeline import down as stop
 
     stop(settings_of(ctx), lambda m: err.print(f"[dim]{m}[/]"), timeout, stop_broker=not keep_broker)
