@@ -204,7 +204,7 @@ class BatchSink(ABC):
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         s = self.settings
         consumer = AIOKafkaConsumer(
-            *self.topics, **s.kafka_client_options(), group_id=self.group, enable_auto_commit=False,
+            *self.topics, **s.consumer_options(), group_id=self.group, enable_auto_commit=False,
             auto_offset_reset=self.auto_offset_reset, max_poll_records=self.batch_rows,
         )  # fmt: skip
         self.producer = AIOKafkaProducer(**s.durable_producer_options())
