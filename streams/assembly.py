@@ -274,6 +274,7 @@ class Assembler:
             letter = dead_letter_record(
                 stage="assembly", reason=why, error_type="TrajectoryTooLarge", source="assembly-state",
                 trajectory_id=tid, key=tid.encode(), payload=data,
+                max_payload_bytes=self.codec.limits.dead_letter_payload_bytes,
             )  # fmt: skip
             outputs.append(Output(self.dlq_topic, tid.encode(), self.codec.encode(DEAD_LETTER, letter)))
         state.update(start=None, end=None, turns=[], feedback=[], total_bytes=0, dead_lettered=reason)

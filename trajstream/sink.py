@@ -75,10 +75,12 @@ class Received:
 
 def dead_letter(codec: EventCodec, dlq_topic: str, stage: str, source: Source, reason: str, error_type: str,
                 trajectory_id: str | None = None) -> Output:  # fmt: skip
-    """The dead letter of one input: its bytes and key, the reason, the stage, where it was read."""
+    """The dead letter of one input: its bytes (the first ones of a record larger than a dead letter may
+    carry, with its size and hash) and key, the reason, the stage, where it was read."""
     letter = dead_letter_record(
         stage=stage, reason=reason, error_type=error_type, source=source.topic, source_partition=source.partition,
         source_offset=source.offset, trajectory_id=trajectory_id, key=source.key, payload=source.value,
+        max_payload_bytes=codec.limits.dead_letter_payload_bytes,
     )  # fmt: skip
     return Output(dlq_topic, source.key or b"", codec.encode(DEAD_LETTER, letter))
 

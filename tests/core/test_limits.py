@@ -4,6 +4,7 @@ the stages, so that whatever assembly accepts can be written."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,11 @@ from typing import Any
 import pytest
 
 from trajstream.broker import LocalBroker
-from trajstream.errors import ConfigurationError
+from trajstream.consumers.clickhouse_rows import dead_letter_row
+from trajstream.dlq import Letter, replay
+from trajstream.errors import ConfigurationError, TrajstreamError
 from trajstream.settings import Settings
+from trajstream.sink import Received, dead_letter
 from trajstream.streams.app import create_app
 from trajstream.streams.assembly import Assembler, Input
 from trajstream.streams.enrichment.worker import EnrichmentWorker
@@ -37,11 +41,12 @@ from trajstream_sdk.events import (
     Message,
     ToolCall,
     ToolResponse,
+    dead_letter_record,
     end_record,
     start_record,
     turn_record,
 )
-from trajstream_sdk.limits import FRAMING_BYTES, Limits
+from trajstream_sdk.limits import DEAD_LETTER_REASON_CHARS, FRAMING_BYTES, Limits
 from trajstream_sdk.schemas import SchemaCatalog
 
 KiB = 1024
@@ -163,6 +168,14 @@ def test_a_trajectory_at_the_limit_fits_every_record_that_carries_it(catalog: Sc
     }  # fmt: skip
     for name, size in sizes.items():  # each carries the trajectory (less the start's and end's event ids)
         assert event_bytes - 1 * KiB < size <= limits.record_bytes, (name, size, event_bytes)
+    # And as a dead letter (a sink that cannot land it): its first bytes, its size and hash.
+    letter = dead_letter(codec, "unit.deadletter", "sink", Received("unit.trajectories.scored", 0, 9, key, scored[0]),
+                         "cannot land it", "Test", tid)  # fmt: skip
+    assert len(letter.value) <= limits.dead_letter_bytes
+    body = codec.decode(letter.value).record
+    assert body["payload_cut"] and body["payload_size"] == len(scored[0])
+    assert body["payload"] == scored[0][: limits.dead_letter_payload_bytes]
+    assert body["payload_sha256"] == hashlib.sha256(scored[0]).hexdigest()
 
 
 def test_assembly_dead_letters_a_trajectory_whose_assembled_record_would_not_fit(catalog: SchemaCatalog) -> None:
@@ -230,3 +243,39 @@ def test_scoring_dead_letters_outputs_its_state_could_not_keep(catalog: SchemaCa
     outputs = _score(tight, SingleObjectCodec(catalog, tight.limits), assembled, enriched)
     assert [o.topic for o in outputs] == [tight.topic(DEAD_LETTER_TOPIC)]
     assert "would not fit a scoring state" in codec.decode(outputs[0].value).record["reason"]
+
+
+def test_a_dead_letter_keeps_its_input_whole_or_its_first_bytes_size_and_hash(catalog: SchemaCatalog) -> None:
+    limits = Limits(1 * KiB, 4 * KiB)
+    codec = SingleObjectCodec(catalog, limits)
+    keep = limits.dead_letter_payload_bytes
+
+    def letter(payload: bytes, reason: str = "r") -> dict[str, Any]:
+        return dead_letter_record(stage="unit", reason=reason, error_type="Test", source="unit.events",
+                                  payload=payload, max_payload_bytes=keep)  # fmt: skip
+
+    whole = letter(b"w" * keep)
+    assert whole["payload"] == b"w" * keep and not whole["payload_cut"] and whole["payload_size"] == keep
+    data = bytes(range(256)) * 40
+    cut = letter(data, reason="x" * 100_000)  # a reason quoting a large input is clipped too
+    assert cut["payload"] == data[:keep] and cut["payload_cut"] and cut["payload_size"] == len(data)
+    assert cut["payload_sha256"] == hashlib.sha256(data).hexdigest()
+    assert len(cut["reason"]) == DEAD_LETTER_REASON_CHARS and cut["reason"].endswith(" chars]")
+    encoded = codec.encode("dead_letter", cut)
+    assert len(encoded) <= limits.dead_letter_bytes
+    # The largest message any topic carries still makes a letter within the limit.
+    assert len(codec.encode("dead_letter", letter(b"m" * limits.message_bytes))) <= limits.dead_letter_bytes
+
+    # Where letters land in ClickHouse: the whole input's size, and whether it was cut; a letter written
+    # before dead_letter v2 (no size) carried its input whole.
+    row = dead_letter_row(codec.decode(encoded).record, 0, 1)
+    assert (row["payload_bytes"], row["input_bytes"], row["payload_cut"]) == (keep, len(data), True)
+    v1 = {**codec.decode(codec.encode("dead_letter", letter(b"abc"))).record, "payload_size": None,
+          "payload_sha256": None, "payload_cut": False}  # fmt: skip
+    assert (dead_letter_row(v1, 0, 2)["input_bytes"], dead_letter_row(v1, 0, 2)["payload_cut"]) == (3, False)
+
+    # A cut letter is not replayed as it is: nothing is sent, not even the whole letters before it.
+    settings = Settings(kafka_bootstrap="127.0.0.1:1")
+    letters = [Letter(0, 6, letter(b"fine")), Letter(0, 7, cut)]
+    with pytest.raises(TrajstreamError, match=r"dead letter 0:7 keeps only the first 2048 of its input's 10240 bytes"):
+        asyncio.run(replay(settings, letters))
