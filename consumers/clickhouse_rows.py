@@ -58,7 +58,7 @@ COLUMNS: dict[str, list[str]] = {
     ],
     "dead_letters": [
         "failed_at", "stage", "error_type", "reason", "source", "source_partition", "source_offset",
-        "trajectory_id", "payload_bytes", "dlq_partition", "dlq_offset",
+        "trajectory_id", "payload_bytes", "input_bytes", "payload_cut", "dlq_partition", "dlq_offset",
     ],
 }  # fmt: skip
 
@@ -205,11 +205,14 @@ def delta_rows(new: Mapping[str, Any], previous: Iterable[Mapping[str, Any]]) ->
 
 
 def dead_letter_row(letter: Mapping[str, Any], partition: int, offset: int) -> dict[str, Any]:
+    carried = len(letter["payload"])
     return {
         "failed_at": letter["timestamp"], "stage": letter["stage"], "error_type": letter["error_type"],
         "reason": letter["reason"], "source": letter["source"],
         "source_partition": letter["source_partition"] if letter["source_partition"] is not None else -1,
         "source_offset": letter["source_offset"] if letter["source_offset"] is not None else -1,
-        "trajectory_id": letter["trajectory_id"] or "", "payload_bytes": len(letter["payload"]),
-        "dlq_partition": partition, "dlq_offset": offset,
+        "trajectory_id": letter["trajectory_id"] or "", "payload_bytes": carried,
+        # A letter written before dead_letter v2 has no size: it carried its input whole.
+        "input_bytes": letter["payload_size"] if letter["payload_size"] is not None else carried,
+        "payload_cut": letter["payload_cut"], "dlq_partition": partition, "dlq_offset": offset,
     }  # fmt: skip

@@ -117,12 +117,14 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
         consumer_auto_offset_reset="earliest",
         processing_guarantee="at_least_once",
         producer_acks=-1,
-        # Big fetches: the batch agent's cost is per batch as much as per record.
-        consumer_max_fetch_size=8 * 1024 * 1024,
+        # Big fetches: the batch agent's cost is per batch as much as per record; and never smaller than
+        # the largest record, which a fetch must take whole.
+        consumer_max_fetch_size=max(8 * 1024 * 1024, settings.limits.message_bytes),
         broker_max_poll_records=10000,
         producer_linger=0.005,
         producer_max_batch_size=1024 * 1024,
-        producer_max_request_size=8 * 1024 * 1024,
+        # Outputs and changelog records up to the largest record a topic takes (a trajectory's, Limits).
+        producer_max_request_size=settings.limits.message_bytes,
         stream_wait_empty=True,  # False lets a rebalance drop buffered events Faust then commits past
         broker_commit_every=1000,
         # A SIGKILLed worker's partitions wait for its session to expire before a restart gets them.

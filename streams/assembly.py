@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from trajstream.errors import CodecError
+from trajstream.errors import CodecError, EventTooLargeError
 from trajstream.settings import Settings
 from trajstream.sink import Output, dead_letter
 from trajstream.topics import (
@@ -46,6 +46,9 @@ from trajstream_sdk.schemas import (
 # content is decoded downstream (scoring, enrichment), where a body that does not decode is dead-lettered.
 _READ_FIELDS = {TURN: frozenset({"event_id", "trajectory_id", "turn_index", "timestamp"})}
 _EVENT_TOPICS = {EVENTS_TOPIC: (TRAJECTORY_START, TURN, TRAJECTORY_END), FEEDBACK_TOPIC: (FEEDBACK,)}
+# What the assembly state holds per event besides the event's bytes: its event id (37 bytes), and for a
+# turn its index, length and timestamp (at most 21). The state must fit a changelog record.
+_STATE_BYTES_PER_EVENT = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +124,7 @@ class Assembler:
         self.dlq_topic = settings.topic(DEAD_LETTER_TOPIC)
         self.control_topic = settings.topic(ASSEMBLY_CONTROL_TOPIC)
         self.timeout_ms = int(settings.assembly_inactivity_timeout_s * 1000)
+        self.limits = settings.limits
 
     # --- state (de)serialisation -------------------------------------------------------------
     def load(self, data: bytes | State | None, trajectory_id: str) -> State:
@@ -229,10 +233,7 @@ class Assembler:
         if over:
             return self._dead_letter_trajectory(state, over, record)
         if reason:
-            state["last_reason"] = reason
-            state["version"] += 1
-            state["emitted_at_ms"] = record.timestamp_ms
-            outputs.extend(self._emission(state))
+            return self._emit_new(state, reason, record.timestamp_ms, record, outputs)
         return Result(state, outputs)
 
     def _conflict(self, state: dict[str, Any], name: str, body: dict[str, Any]) -> str:
@@ -246,11 +247,15 @@ class Assembler:
 
     def _over_limit(self, state: dict[str, Any], name: str, size: int) -> str:
         """The limit this event would break, if any."""
-        s = self.settings
+        s, limits = self.settings, self.limits
         if len(state["turns"]) + (name == TURN) > s.assembly_max_turns:
             return f"more than {s.assembly_max_turns} turns (TRAJSTREAM_ASSEMBLY_MAX_TURNS)"
-        if state["total_bytes"] + size > s.assembly_max_bytes:
-            return f"events exceed {s.assembly_max_bytes} bytes (TRAJSTREAM_ASSEMBLY_MAX_BYTES)"
+        if state["total_bytes"] + size > limits.max_trajectory_bytes:
+            return f"events exceed {limits.max_trajectory_bytes} bytes (TRAJSTREAM_ASSEMBLY_MAX_BYTES)"
+        # Belt and braces: only a flood of tiny events (feedback, say) gets here, whose ids outweigh them.
+        events = len(state["seen_event_ids"]) + len(state["children"]) + 1
+        if state["total_bytes"] + size + events * _STATE_BYTES_PER_EVENT > limits.record_bytes:
+            return f"its state would exceed the record limit of {limits.record_bytes} bytes ({events} events)"
         return ""
 
     def _dead_letter_trajectory(self, state: dict[str, Any], reason: str, record: Input) -> Result:
@@ -269,6 +274,7 @@ class Assembler:
             letter = dead_letter_record(
                 stage="assembly", reason=why, error_type="TrajectoryTooLarge", source="assembly-state",
                 trajectory_id=tid, key=tid.encode(), payload=data,
+                max_payload_bytes=self.codec.limits.dead_letter_payload_bytes,
             )  # fmt: skip
             outputs.append(Output(self.dlq_topic, tid.encode(), self.codec.encode(DEAD_LETTER, letter)))
         state.update(start=None, end=None, turns=[], feedback=[], total_bytes=0, dead_lettered=reason)
@@ -285,7 +291,7 @@ class Assembler:
                 return Result(None, self._emission(state) if replay else [])
             state["children"].append(child)
             if state["closed"] and not state["dead_lettered"]:
-                return self._emit_new(state, "child_added", record.timestamp_ms)
+                return self._emit_new(state, "child_added", record.timestamp_ms, record)
             return Result(state)
         if body["kind"] == "timeout":
             if state_data is None or state["dead_lettered"]:
@@ -297,14 +303,23 @@ class Assembler:
                 return Result(None)  # something happened since the sweep looked: not idle any more
             state["closed"], state["timed_out"] = True, True
             state["closed_at_ms"] = state["last_activity_ms"] + self.timeout_ms
-            return self._emit_new(state, "timed_out", state["closed_at_ms"])
+            return self._emit_new(state, "timed_out", state["closed_at_ms"], record)
         return self._reject(record, f"unknown control kind {body['kind']!r}", "UnexpectedEventType", tid)
 
-    def _emit_new(self, state: dict[str, Any], reason: str, at_ms: int) -> Result:
+    def _emit_new(self, state: dict[str, Any], reason: str, at_ms: int, record: Input,
+                  outputs: list[Output] | None = None) -> Result:  # fmt: skip
+        """A new version, after ``outputs``; a trajectory whose records would not fit is dead-lettered."""
         state["last_reason"] = reason
         state["version"] += 1
         state["emitted_at_ms"] = at_ms
-        return Result(state, self._emission(state))
+        try:
+            emission = self._emission(state)
+        except EventTooLargeError as exc:
+            # Belt and braces: the limits leave room for what a trajectory under them adds (record_bytes),
+            # but a start event's context, re-encoded as JSON, can outgrow its Avro bytes.
+            state["version"] -= 1
+            return self._dead_letter_trajectory(state, f"its assembled record would not fit: {exc}", record)
+        return Result(state, [*(outputs or ()), *emission])
 
     def _control_message(self, kind: str, target: str, at_ms: int, **fields: Any) -> Output:
         body = {"kind": kind, "trajectory_id": target, "issued_at": at_ms, "last_activity_ms": None, "child_id": None}

@@ -335,7 +335,7 @@ async def watch_announcements(
     """Reload on each deployed, canary or rolled_back event for the served model line on ``model.versions``."""
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(settings.topic(MODEL_VERSIONS), **settings.kafka_client_options(), group_id=None,
+    consumer = AIOKafkaConsumer(settings.topic(MODEL_VERSIONS), **settings.consumer_options(), group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="latest")  # fmt: skip
     await consumer.start()
     try:

@@ -199,7 +199,7 @@ class LocalBroker:
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
-            "message.max.bytes": str(s.dead_letter_max_bytes),
+            "message.max.bytes": str(s.limits.message_bytes),
         }
         self.properties.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         self.log_config.write_text(_LOG4J2)

@@ -43,19 +43,34 @@ async def list_letters(
 async def replay(settings: Settings, letters: list[Letter], payloads: dict[str, bytes] | None = None) -> int:
     """Send each letter's payload (or a corrected one from ``payloads`` by ref) back to its source topic."""
     payloads = payloads or {}
+    # Every letter is checked before any is sent, so that a refusal leaves nothing half done.
+    for letter in letters:
+        _check_replayable(letter, letter.ref in payloads)
     producer = AIOKafkaProducer(**settings.durable_producer_options())
     await producer.start()
     sent = 0
     try:
         for letter in letters:
             source = letter.record["source"]
-            if source.startswith("file:") or source == "assembly-state":
-                raise TrajstreamError(
-                    f"dead letter {letter.ref} came from {source}, not a topic: fix the input and emit it again"
-                )
             value = payloads.get(letter.ref, letter.record["payload"])
             await producer.send_and_wait(source, value, key=letter.record["key"])
             sent += 1
     finally:
         await producer.stop()
     return sent
+
+
+def _check_replayable(letter: Letter, replaced: bool) -> None:
+    """Refuse a letter that has no topic to go back to, or whose stored payload is not the whole input."""
+    record = letter.record
+    source = record["source"]
+    if source.startswith("file:") or source == "assembly-state":
+        raise TrajstreamError(
+            f"dead letter {letter.ref} came from {source}, not a topic: fix the input and emit it again"
+        )
+    if record["payload_cut"] and not replaced:
+        raise TrajstreamError(
+            f"dead letter {letter.ref} keeps only the first {len(record['payload'])} of its input's "
+            f"{record['payload_size']} bytes (sha256 {record['payload_sha256']}): replaying it would send a cut "
+            "record; give the whole input with --payload FILE"
+        )

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trajstream.errors import CodecError, InputRecordError
+from trajstream.errors import CodecError, EventTooLargeError, InputRecordError
 from trajstream.topics import DEAD_LETTER_TOPIC
 from trajstream_sdk.emitter import AsyncEmitter
 from trajstream_sdk.events import (
@@ -212,6 +212,8 @@ async def emit_file(
             reason, error_type = f"not UTF-8: {exc.reason} at byte {exc.start}", "InputRecordError"
         except InputRecordError as exc:
             reason, error_type = str(exc), type(exc).__name__
+        except EventTooLargeError as exc:
+            reason, error_type = f"too large: {exc}", type(exc).__name__
         except CodecError as exc:
             reason, error_type = f"does not fit the schema: {exc}", type(exc).__name__
         else:
@@ -232,6 +234,9 @@ async def emit_file(
                 source_offset=number,
                 trajectory_id=trajectory_id,
                 payload=raw,
+                # A line longer than a dead letter may carry keeps its first bytes, its size and its hash:
+                # the letter always fits, so one oversize line never stops the run.
+                max_payload_bytes=emitter.codec.limits.dead_letter_payload_bytes,
             )
             await emitter.emit(DEAD_LETTER, letter, key=trajectory_id or f"{path}:{number}", topic=dlq_topic)
             summary.dead_lettered += 1

@@ -34,7 +34,7 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[Topic
 async def read_topic(settings: Settings, topic: str, codec: EventCodec | None = None) -> AsyncIterator[ReadRecord]:
     """Every record now on ``topic``, in partition then offset order; decode failures are yielded, not raised."""
     consumer = AIOKafkaConsumer(
-        **settings.kafka_client_options(), enable_auto_commit=False, auto_offset_reset="earliest", group_id=None
+        **settings.consumer_options(), enable_auto_commit=False, auto_offset_reset="earliest", group_id=None
     )
     await consumer.start()
     try:

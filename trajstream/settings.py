@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from trajstream_sdk.config import PACKAGED_SCHEMAS, EmitterConfig, dead_letter_max_bytes, kafka_client_options
+from trajstream_sdk.config import PACKAGED_SCHEMAS, EmitterConfig, kafka_client_options
+from trajstream_sdk.limits import Limits
 
 # The repository checkout that holds kafka/ (the local broker's pom) and examples/.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -92,7 +93,9 @@ class Settings(BaseSettings):
     )
     assembly_max_turns: int = Field(default=1000, ge=1, description="More turns than this dead-letters a trajectory.")
     assembly_max_bytes: int = Field(
-        default=8 * 1024 * 1024, ge=1024, description="A trajectory whose events exceed this is dead-lettered."
+        default=_SDK.assembly_max_bytes,
+        ge=1024,
+        description="A trajectory whose events exceed this is dead-lettered; the record limit follows (Limits).",
     )
 
     # --- AIR intermediate rewards ------------------------------------------------------------
@@ -156,9 +159,15 @@ class Settings(BaseSettings):
     def llm_configured(self) -> bool:
         return bool(self.llm_base_url)
 
+    @model_validator(mode="after")
+    def _limits_fit(self) -> Settings:
+        Limits(self.max_event_bytes, self.assembly_max_bytes)  # knobs that do not fit together are refused here
+        return self
+
     @property
-    def dead_letter_max_bytes(self) -> int:
-        return dead_letter_max_bytes(self.max_event_bytes)
+    def limits(self) -> Limits:
+        """Every record size, from TRAJSTREAM_MAX_EVENT_BYTES and TRAJSTREAM_ASSEMBLY_MAX_BYTES."""
+        return Limits(self.max_event_bytes, self.assembly_max_bytes)
 
     def schema_registry_secret(self) -> str | None:
         return self.schema_registry_password.get_secret_value() if self.schema_registry_password else None
@@ -181,9 +190,17 @@ class Settings(BaseSettings):
         )  # fmt: skip
 
     def durable_producer_options(self) -> dict[str, Any]:
-        """A producer that loses and duplicates nothing, with room for dead letters (which wrap an input)."""
+        """A producer that loses and duplicates nothing, and sends the largest record a topic takes."""
         return {**self.kafka_client_options(), "enable_idempotence": True, "acks": "all",
-                "max_request_size": self.dead_letter_max_bytes}  # fmt: skip
+                "max_request_size": self.limits.message_bytes}  # fmt: skip
+
+    def consumer_options(self) -> dict[str, Any]:
+        """A consumer whose fetches take the largest record whole. aiokafka asks for 1 MiB a partition, and
+        brokers since Kafka 0.10.1 (KIP-74) still hand out a larger first batch, one a request; a fetch of the
+        largest record depends on neither."""
+        message = self.limits.message_bytes
+        return {**self.kafka_client_options(), "max_partition_fetch_bytes": message,
+                "fetch_max_bytes": max(message, 50 * 1024 * 1024)}  # fmt: skip
 
     def topic(self, name: str) -> str:
         """A topic's full name: the deployment's prefix, then the name."""

@@ -80,10 +80,12 @@ class Received:
 
 def dead_letter(codec: EventCodec, dlq_topic: str, stage: str, source: Source, reason: str, error_type: str,
                 trajectory_id: str | None = None) -> Output:  # fmt: skip
-    """The dead letter of one input: its bytes and key, the reason, the stage, where it was read."""
+    """The dead letter of one input: its bytes (the first ones of a record larger than a dead letter may
+    carry, with its size and hash) and key, the reason, the stage, where it was read."""
     letter = dead_letter_record(
         stage=stage, reason=reason, error_type=error_type, source=source.topic, source_partition=source.partition,
         source_offset=source.offset, trajectory_id=trajectory_id, key=source.key, payload=source.value,
+        max_payload_bytes=codec.limits.dead_letter_payload_bytes,
     )  # fmt: skip
     return Output(dlq_topic, source.key or b"", codec.encode(DEAD_LETTER, letter))
 
@@ -252,7 +254,7 @@ class BatchSink(ABC):
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         s = self.settings
         consumer = AIOKafkaConsumer(
-            *self.topics, **s.kafka_client_options(), group_id=self.group, enable_auto_commit=False,
+            *self.topics, **s.consumer_options(), group_id=self.group, enable_auto_commit=False,
             auto_offset_reset=self.auto_offset_reset, max_poll_records=self.batch_rows,
         )  # fmt: skip
         self.producer = AIOKafkaProducer(**s.durable_producer_options())

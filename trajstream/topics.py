@@ -91,10 +91,10 @@ def topic_config(spec: TopicSpec, settings: Settings) -> dict[str, str]:
         "min.insync.replicas": str(min(settings.topic_min_insync_replicas, settings.topic_replication)),
         "retention.ms": str(-1 if spec.compacted else retention),
         "cleanup.policy": "compact" if spec.compacted else "delete",
+        # Every topic takes the largest record, set on the topic itself: an external cluster's broker
+        # default (1 MiB) would refuse an event of TRAJSTREAM_MAX_EVENT_BYTES, a dead letter or a trajectory.
+        "max.message.bytes": str(settings.limits.message_bytes),
     }
-    # Dead letters carry whole oversize inputs: let them through up to the broker's limit.
-    if spec.dead_letters:
-        config["max.message.bytes"] = str(settings.dead_letter_max_bytes)
     return config
 
 

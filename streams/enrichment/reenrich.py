@@ -19,7 +19,7 @@ async def request_reenrichment(settings: Settings, since: datetime, prompt_versi
     codec = codec_for(settings)
     since = since if since.tzinfo else since.replace(tzinfo=UTC)
     topic = settings.topic(ASSEMBLED)
-    consumer = AIOKafkaConsumer(**settings.kafka_client_options(), enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(**settings.consumer_options(), enable_auto_commit=False, group_id=None)
     await consumer.start()
     latest: dict[str, tuple[int, bytes]] = {}
     try:

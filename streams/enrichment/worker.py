@@ -63,6 +63,8 @@ class EnrichmentWorker(BatchSink):
         try:
             view = TrajectoryView.from_bytes(request["trajectory"], self.codec)
             extraction = await extractor.extract(view)
+            # Encoded here, so that a result over the event limit is a failure like the others, not a crash.
+            encoded = self.codec.encode(ENRICHMENT_RESULT, to_result_record(extraction, tid, version))
         except (EnrichmentError, CodecError) as exc:
             attempts = getattr(exc, "attempts", 1)
             latency = getattr(exc, "latency_ms", int((time.monotonic() - started) * 1000))
@@ -72,8 +74,7 @@ class EnrichmentWorker(BatchSink):
             result = Output(self.results_topic, tid.encode(), self.codec.encode(ENRICHMENT_RESULT, failed))
             # The failure is dead-lettered for a person, and a failed result lets scoring go on without it.
             return [letter(f"enrichment failed: {exc}", type(exc).__name__, tid), result]
-        record = to_result_record(extraction, tid, version)
-        return [Output(self.results_topic, tid.encode(), self.codec.encode(ENRICHMENT_RESULT, record))]
+        return [Output(self.results_topic, tid.encode(), encoded)]
 
     def _extractor_for(self, prompt_version: str | None) -> Extractor:
         """`trajstream enrich --since --prompt-version V` asks for another prompt than the worker's."""

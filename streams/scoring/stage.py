@@ -23,6 +23,7 @@ from trajstream.streams.scoring.credit import DECISION, assign, to_record
 from trajstream.streams.scoring.rewards import extracted_entities, score
 from trajstream.topics import ASSEMBLED, DEAD_LETTER_TOPIC, ENRICHMENT_RESULTS, REWARDS, SCORED
 from trajstream_sdk.codec import EventCodec
+from trajstream_sdk.limits import FRAMING_BYTES
 from trajstream_sdk.schemas import (
     ASSEMBLED_TRAJECTORY,
     CREDIT_ASSIGNMENT,
@@ -70,6 +71,7 @@ class Scorer:
         self.rewards_topic = settings.topic(REWARDS)
         self._logical = {self.scored_topic: SCORED, self.rewards_topic: REWARDS}
         self.dlq_topic = settings.topic(DEAD_LETTER_TOPIC)
+        self.limits = settings.limits
 
     def dump(self, state: dict[str, Any]) -> bytes:
         return self.codec.encode(SCORING_STATE, state)
@@ -120,8 +122,14 @@ class Scorer:
             return Result(state)
         try:
             outputs = await self._score(state)
-        except CodecError as exc:  # a stored turn that does not decode: the trajectory cannot be scored
+        except CodecError as exc:  # a stored turn that does not decode, or a scored record over its limit
             return self._reject(record, f"cannot score: {exc}", type(exc).__name__, state["trajectory_id"])
+        emitted = sum(len(o.value) for o in outputs)
+        if emitted + FRAMING_BYTES > self.limits.record_bytes:
+            # Belt and braces: the state keeps what was emitted, and must fit a changelog record.
+            reason = (f"cannot score: its outputs ({emitted} bytes) would not fit a scoring state of at most "
+                      f"{self.limits.record_bytes} bytes")  # fmt: skip
+            return self._reject(record, reason, "TrajectoryTooLarge", state["trajectory_id"])
         state["scored_version"] = state["assembled_version"]
         # The scored record carries the trajectory; the table need not keep it any more.
         state["assembled"] = None

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from tests.support.env import SCHEMAS
 from tests.support.streams import publish, read
+from trajstream.consumers import clickhouse_store
 from trajstream.consumers.clickhouse_rows import COLUMNS, scored_rows
 from trajstream.consumers.clickhouse_sink import ClickHouseSink
 from trajstream.consumers.clickhouse_store import ClickHouseError, connect, migrate, migrations, stored_bytes
@@ -21,6 +25,7 @@ from trajstream.synthetic import feedback, tool_trajectory
 from trajstream.topics import CLICKHOUSE_SINK_GROUP
 from trajstream_sdk.codec import SingleObjectCodec
 from trajstream_sdk.events import Message, dead_letter_record, end_record, start_record, turn_record
+from trajstream_sdk.schemas import SchemaCatalog
 
 pytestmark = pytest.mark.integration
 
@@ -93,7 +98,8 @@ def test_scored_trajectories_land_once_and_rollups_count_each_trajectory_once(
     scored, outcomes = _scored_corpus(settings, codec)
     assert len(scored) == 7
     letter = dead_letter_record(stage="assembly", reason="test", error_type="Test", source="x", source_partition=0,
-                                source_offset=1, trajectory_id=None, key=None, payload=b"bad")  # fmt: skip
+                                source_offset=1, trajectory_id=None, key=None, payload=b"bad",
+                                max_payload_bytes=codec.limits.dead_letter_payload_bytes)  # fmt: skip
     messages = [("trajectories.scored", b"k", v) for v in scored]
     messages += [
         ("trajectories.scored", b"garbage", b"not avro"),
@@ -270,3 +276,41 @@ def test_a_trajectory_of_an_end_event_alone_lands_with_no_duration(
         f"SELECT duration_ms, started_at = ended_at FROM {db}.trajectories WHERE trajectory_id = '{tid}'"
     )
     assert rows.result_rows == [(0, True)] and sink.stats.rejected == 0
+
+
+def test_dead_letters_land_with_the_size_of_their_whole_input(
+    sink_settings: Settings, codec: SingleObjectCodec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A letter that keeps only the first bytes of its input lands with the input's size and cut; a letter
+    written before dead_letter v2, and a row landed before migration 0002, carried their input whole."""
+    client = connect(sink_settings)
+    db = sink_settings.clickhouse_database
+    every = migrations()
+    monkeypatch.setattr(clickhouse_store, "migrations", lambda: every[:1])
+    migrate(client, sink_settings)  # a database as the first migration left it, with a letter landed then
+    old_columns = [c for c in COLUMNS["dead_letters"] if c not in ("input_bytes", "payload_cut")]
+    client.insert(f"{db}.dead_letters", [[datetime.now(UTC), "emit", "Old", "landed before", "x", -1, 1, "", 5, 0, 0]],
+                  column_names=old_columns)  # fmt: skip
+    monkeypatch.undo()
+    assert [m.version for m in migrate(client, sink_settings)] == [2]
+
+    def letter(payload: bytes) -> dict[str, Any]:
+        return dead_letter_record(stage="sink", reason="r", error_type="Test", source="x", payload=payload,
+                                  max_payload_bytes=codec.limits.dead_letter_payload_bytes)  # fmt: skip
+
+    big = b"b" * (3 * 1024 * 1024)
+    old_schemas = tmp_path / "schemas"
+    shutil.copytree(SCHEMAS, old_schemas)
+    (old_schemas / "dead_letter" / "v2.avsc").unlink()
+    old_codec = SingleObjectCodec(SchemaCatalog.from_directory(old_schemas))
+    v1 = {k: v for k, v in letter(b"old!").items() if k not in ("payload_size", "payload_sha256", "payload_cut")}
+    topic = sink_settings.topic("deadletter")
+    records = [_record(topic, 0, 1, codec.encode("dead_letter", letter(big))),
+               _record(topic, 0, 2, old_codec.encode("dead_letter", v1))]  # fmt: skip
+    assert ClickHouseSink(sink_settings, client, codec).land(records) == []
+    rows = client.query(f"SELECT payload_bytes, input_bytes, payload_cut FROM {db}.dead_letters ORDER BY dlq_offset")
+    assert [tuple(r) for r in rows.result_rows] == [
+        (5, 5, False),
+        (codec.limits.dead_letter_payload_bytes, len(big), True),
+        (4, 4, False),
+    ]

@@ -24,6 +24,7 @@ from trajstream.errors import (
 )
 from trajstream_sdk.codec import ConfluentCodec, SingleObjectCodec
 from trajstream_sdk.events import content_from_record, content_kind
+from trajstream_sdk.limits import Limits
 from trajstream_sdk.schema_registry import SchemaRegistryClient
 from trajstream_sdk.schemas import SchemaCatalog
 
@@ -35,7 +36,7 @@ def test_every_schema_round_trips(codec: SingleObjectCodec, name: str) -> None:
     assert data[:2] == b"\xc3\x01"
     assert data[2:10] == codec.catalog.latest(name).fingerprint
     decoded = codec.decode(data)
-    assert decoded.name == name and decoded.writer_version == 1
+    assert decoded.name == name and decoded.writer_version == codec.catalog.latest(name).version
     assert decoded.record == as_decoded(record)
 
 
@@ -102,7 +103,7 @@ def test_records_that_do_not_fit_are_refused(codec: SingleObjectCodec) -> None:
         codec.encode("trajectory_end", {k: v for k, v in record.items() if k != "trajectory_id"})
     with pytest.raises(EncodeError, match="unknown record schema"):
         codec.encode("nope", record)
-    small = SingleObjectCodec(codec.catalog, max_event_bytes=1024)
+    small = SingleObjectCodec(codec.catalog, Limits(max_event_bytes=1024, max_trajectory_bytes=1024))
     big = {**sample_records()["feedback"], "comment": "x" * 5000}
     with pytest.raises(EventTooLargeError, match="over the limit of 1024"):
         small.encode("feedback", big)

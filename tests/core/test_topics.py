@@ -16,8 +16,11 @@ pytestmark = pytest.mark.integration
 
 async def test_create_is_idempotent_and_applies_settings(broker_settings: Settings) -> None:
     settings = broker_settings.model_copy(
-        update={"topic_prefix": "idem.", "topic_partitions": 2, "topic_retention_ms": 3_600_000}
-    )
+        update={"topic_prefix": "idem.", "topic_partitions": 2, "topic_retention_ms": 3_600_000,
+                # A trajectory limit other than the broker's: the topics' record limit is not its message.max.bytes.
+                "assembly_max_bytes": 4 * 1024 * 1024}
+    )  # fmt: skip
+    assert settings.limits.message_bytes != broker_settings.limits.message_bytes
     first = await create_topics(settings)
     second = await create_topics(settings)
     assert all(r.created for r in first)
@@ -29,7 +32,8 @@ async def test_create_is_idempotent_and_applies_settings(broker_settings: Settin
     admin = AIOKafkaAdminClient(**settings.kafka_client_options())
     await admin.start()
     try:
-        resources = [ConfigResource(ConfigResourceType.TOPIC, settings.topic(s.name)) for s in TOPICS]
+        everything = TOPICS + internal_topics(settings)
+        resources = [ConfigResource(ConfigResourceType.TOPIC, settings.topic(s.name)) for s in everything]
         described = await admin.describe_configs(resources)
         configs: dict[str, dict[str, str]] = {}
         for response in described:
@@ -42,7 +46,12 @@ async def test_create_is_idempotent_and_applies_settings(broker_settings: Settin
         assert config["cleanup.policy"] == ("compact" if spec.compacted else "delete"), spec.name
         if not spec.compacted and not spec.dead_letters:
             assert config["retention.ms"] == "3600000"
-    assert int(configs[settings.topic("deadletter")]["max.message.bytes"]) >= 2 * settings.max_event_bytes
+    # Every topic, changelogs included, takes the largest record on its own, not by the broker's default
+    # (an external cluster's is 1 MiB).
+    for spec in everything:
+        config = configs[settings.topic(spec.name)]
+        assert config["max.message.bytes"] == str(settings.limits.message_bytes), spec.name
+    assert settings.limits.message_bytes > settings.limits.dead_letter_bytes > 2 * settings.max_event_bytes
 
 
 async def test_the_broker_does_not_auto_create_topics(broker_settings: Settings) -> None:

@@ -38,7 +38,7 @@ def test_both_read_the_same_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     sdk, platform = EmitterConfig.from_env(), Settings()
     assert sdk.bootstrap == platform.bootstrap == "127.0.0.1:19092"
     assert sdk.topic("events") == platform.topic("events") == "acme.events"
-    assert sdk.dead_letter_max_bytes == platform.dead_letter_max_bytes
+    assert sdk.limits == platform.limits
     assert sdk.producer_linger_ms == platform.producer_linger_ms == 20
     assert sdk.kafka_client_options() == platform.kafka_client_options()
     assert "s3cret" not in repr(sdk)

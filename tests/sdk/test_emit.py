@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import subprocess
 import uuid
@@ -116,6 +117,35 @@ def test_emit_reports_bad_lines_and_sends_the_good_ones(
         assert letter["stage"] == "emit" and letter["source"] == f"file:{path}"
     # Counts reconcile: every line is sent, rejected or blank.
     assert 3 + len(BAD_LINES) + 1 == len(lines)
+
+
+@pytest.mark.integration
+def test_an_oversize_line_is_dead_lettered_by_its_first_bytes_size_and_hash_and_the_run_goes_on(
+    topics: Settings, codec: SingleObjectCodec, tmp_path: Path
+) -> None:
+    limits = topics.limits
+    huge = _good("huge")
+    huge["messages"][-1]["content"] = "z" * (3 * 1024 * 1024)  # one turn three times the event limit
+    good = [_good(f"task {i}") for i in range(3)]
+    lines = [json.dumps(good[0]).encode(), json.dumps(huge).encode(), *(json.dumps(g).encode() for g in good[1:])]
+    path = tmp_path / "oversize.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    raw = lines[1] + b"\n"
+    assert len(raw) > limits.dead_letter_payload_bytes
+
+    result = subprocess.run([trajstream_bin(), "emit", str(path)], env=env_for(topics), capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    assert f"{path}:2: rejected: too large: turn event is" in result.stderr, result.stderr
+    # Counts reconcile: 4 lines read = 3 published + 1 dead-lettered, and the lines after it went out too.
+    assert "4 line(s): 3 trajectories sent (12 events), 1 rejected (1 to the dead-letter topic)" in result.stdout
+
+    events = asyncio.run(_read(topics, codec, "events"))
+    assert {r.key.decode() for r in events} == {g["id"] for g in good} and len(events) == 12
+    (letter,) = [r.event.record for r in asyncio.run(_read(topics, codec, "deadletter"))]
+    assert letter["source_offset"] == 2 and letter["trajectory_id"] == huge["id"]
+    assert letter["payload_cut"] is True and letter["payload_size"] == len(raw)
+    assert letter["payload"] == raw[: limits.dead_letter_payload_bytes]
+    assert letter["payload_sha256"] == hashlib.sha256(raw).hexdigest()
 
 
 def test_dry_run_validates_without_a_broker(tmp_path: Path) -> None:

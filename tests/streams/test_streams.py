@@ -268,6 +268,41 @@ def test_counts_reconcile(streams: Settings, codec: SingleObjectCodec) -> None:
     assert dead == 1 + (MAX_TURNS + 2) + len(late) - 2  # garbage, too_big whole, late minus 2 that fit
 
 
+def test_a_3_mib_trajectory_is_assembled_scored_and_read_back(streams: Settings, codec: SingleObjectCodec) -> None:
+    """Three times the largest event, eight times Kafka's default record: within the limits, so it is written
+    as the assembled record, the enrichment request, the tables' changelog records and the scored record."""
+    tid = str(uuid.uuid4())
+    key = tid.encode()
+    turns = [
+        codec.encode("turn", turn_record(tid, i, [
+            Message.text("user", f"summarise part {i}"),
+            Message("assistant", ToolCall("fetch", f"c{i}", {"part": i})),
+            Message("tool", ToolResponse("fetch", f"c{i}", {"text": f"{i}" * (800 * 1024)}, "success")),
+        ]))
+        for i in range(4)
+    ]  # fmt: skip
+    start = codec.encode("trajectory_start", start_record(tid, "Summarise a long report", agent_id="t"))
+    end = codec.encode("trajectory_end", end_record(tid, "success", final_reward=1.0, turn_count=4))
+    events = [("events", key, value) for value in (start, *turns, end)]
+    assert sum(len(v) for _, _, v in events) > 3 * 1024 * 1024
+    assert max(len(v) for _, _, v in events) <= streams.max_event_bytes
+    import asyncio
+
+    asyncio.run(publish(streams, events))
+    assembled = _assembled(streams, codec, tid)
+    assert assembled["turns"] == turns and assembled["version"] == 1 and assembled["reason"] == "ended"
+
+    async def scored() -> dict[str, Any] | None:
+        return latest_by_trajectory(await read(streams, codec, "trajectories.scored"), "trajectory_version").get(tid)
+
+    record = wait_for(scored)
+    assert record["trajectory_version"] == 1 and record["outcome"] == "success" and record["reward"] > 0
+    assert codec.decode(record["trajectory"]).record["turns"] == turns  # the scored record carries it whole
+    assert len(record["turn_air"]) == 4
+    letters = [r for r in asyncio.run(read(streams, codec, "deadletter")) if r.event and r.key == key]
+    assert letters == []
+
+
 def test_dlq_list_and_replay(streams: Settings, codec: SingleObjectCodec, tmp_path: Path) -> None:
     """A dead letter fixed by hand goes back to its topic and is assembled."""
     tid = str(uuid.uuid4())

@@ -20,6 +20,7 @@ from trajstream_sdk.events import (
     start_record,
     turn_record,
 )
+from trajstream_sdk.limits import Limits
 
 T0 = datetime(2026, 11, 25, 12, 0, 0, 123000, tzinfo=UTC)
 
@@ -128,5 +129,6 @@ def sample_records(trajectory_id: str = "6f1c2b1e-7d7a-4f7e-9a51-0c3d1f0b7a11") 
             trajectory_id=None,
             key=b"k",
             payload=b"\x00\xffnot json",
+            max_payload_bytes=Limits().dead_letter_payload_bytes,
         ),
     }

@@ -23,8 +23,9 @@ from trajstream_sdk.errors import (
     UnexpectedEventTypeError,
     UnknownSchemaError,
 )
+from trajstream_sdk.limits import Limits
 from trajstream_sdk.schema_registry import SchemaRegistryClient
-from trajstream_sdk.schemas import DEAD_LETTER, SchemaCatalog, SchemaVersion
+from trajstream_sdk.schemas import SchemaCatalog, SchemaVersion
 
 SINGLE_OBJECT_MARKER = b"\xc3\x01"
 _SO_HEADER_LEN = 10  # marker (2) + CRC-64-AVRO fingerprint (8)
@@ -45,6 +46,9 @@ class DecodedEvent:
 
 
 class EventCodec(Protocol):
+    # The sizes it holds records to; a dead letter it writes keeps as much of its input as fits them.
+    limits: Limits
+
     def encode(self, name: str, record: Mapping[str, Any]) -> bytes: ...
 
     def decode(self, data: bytes, expect: str | None = None, fields: Projection | None = None) -> DecodedEvent: ...
@@ -120,7 +124,7 @@ def _read(plan: _ReadPlan, data: bytes, offset: int, expect: str | None) -> Deco
     return DecodedEvent(plan.name, plan.writer_version, record)  # type: ignore[arg-type]
 
 
-def _write(version: SchemaVersion, header: bytes, record: Mapping[str, Any], max_bytes: int) -> bytes:
+def _write(version: SchemaVersion, header: bytes, record: Mapping[str, Any], limits: Limits) -> bytes:
     stream = BytesIO()
     stream.write(header)
     try:
@@ -130,13 +134,10 @@ def _write(version: SchemaVersion, header: bytes, record: Mapping[str, Any], max
             f"{version.name} record does not fit schema v{version.version}: {_explain(version, record, exc)}"
         ) from exc
     data = stream.getvalue()
-    # A dead letter wraps a whole rejected input (often the oversize one), so it gets twice the room.
-    if version.name == DEAD_LETTER:
-        max_bytes *= 2
+    # Nothing larger than its limit reaches a producer: the stage that encodes it hears of it instead.
+    max_bytes, knob = limits.encoded_bytes(version.name)
     if len(data) > max_bytes:
-        raise EventTooLargeError(
-            f"{version.name} event is {len(data)} bytes, over the limit of {max_bytes} (TRAJSTREAM_MAX_EVENT_BYTES)"
-        )
+        raise EventTooLargeError(f"{version.name} event is {len(data)} bytes, over the limit of {max_bytes} ({knob})")
     return data
 
 
@@ -187,9 +188,9 @@ class SingleObjectCodec(_Reader):
 
     _header_len = _SO_HEADER_LEN
 
-    def __init__(self, catalog: SchemaCatalog, max_event_bytes: int = 1024 * 1024):
+    def __init__(self, catalog: SchemaCatalog, limits: Limits | None = None):
         self.catalog = catalog
-        self.max_event_bytes = max_event_bytes
+        self.limits = limits or Limits()
         super().__init__()
         self._plans: dict[bytes, _ReadPlan] = {}
         self._headers = {name: SINGLE_OBJECT_MARKER + catalog.latest(name).fingerprint for name in catalog.names}
@@ -198,7 +199,7 @@ class SingleObjectCodec(_Reader):
         header = self._headers.get(name)
         if header is None:
             raise EncodeError(f"unknown record schema {name!r}; known: {', '.join(self.catalog.names)}")
-        return _write(self.catalog.latest(name), header, record, self.max_event_bytes)
+        return _write(self.catalog.latest(name), header, record, self.limits)
 
     def _writer_plan(self, data: bytes) -> tuple[bytes, _ReadPlan]:
         if len(data) < _SO_HEADER_LEN:
@@ -238,10 +239,10 @@ class ConfluentCodec(_Reader):
 
     _header_len = _CF_HEADER_LEN
 
-    def __init__(self, catalog: SchemaCatalog, registry: SchemaRegistryClient, max_event_bytes: int = 1024 * 1024):
+    def __init__(self, catalog: SchemaCatalog, registry: SchemaRegistryClient, limits: Limits | None = None):
         self.catalog = catalog
         self.registry = registry
-        self.max_event_bytes = max_event_bytes
+        self.limits = limits or Limits()
         self._headers: dict[str, bytes] = {}
         super().__init__()
         self._plans: dict[int, _ReadPlan] = {}
@@ -253,7 +254,7 @@ class ConfluentCodec(_Reader):
             schema_id = self.registry.register(version.full_name, version.source)
             header = CONFLUENT_MAGIC + schema_id.to_bytes(4, "big")
             self._headers[name] = header
-        return _write(self.catalog.latest(name), header, record, self.max_event_bytes)
+        return _write(self.catalog.latest(name), header, record, self.limits)
 
     def _writer_plan(self, data: bytes) -> tuple[int, _ReadPlan]:
         if len(data) < _CF_HEADER_LEN:
@@ -291,14 +292,14 @@ def codec_for(settings: EmitterSettings | None = None) -> EventCodec:
     return build_codec(
         SchemaCatalog.from_directory(settings.schemas_dir),
         settings.schema_registry_url,
-        settings.max_event_bytes,
+        settings.limits,
         username=settings.schema_registry_username,
         password=settings.schema_registry_secret(),
     )
 
 
-def build_codec(catalog: SchemaCatalog, registry_url: str | None, max_event_bytes: int, **auth: Any) -> EventCodec:
+def build_codec(catalog: SchemaCatalog, registry_url: str | None, limits: Limits, **auth: Any) -> EventCodec:
     """The single-object codec, or the Confluent one when a registry URL is configured."""
     if registry_url:
-        return ConfluentCodec(catalog, SchemaRegistryClient(registry_url, **auth), max_event_bytes)
-    return SingleObjectCodec(catalog, max_event_bytes)
+        return ConfluentCodec(catalog, SchemaRegistryClient(registry_url, **auth), limits)
+    return SingleObjectCodec(catalog, limits)

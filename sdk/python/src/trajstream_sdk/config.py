@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from trajstream_sdk.errors import ConfigurationError
+from trajstream_sdk.limits import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_TRAJECTORY_BYTES, Limits
 
 # The Avro contract, every version, shipped inside the package (the repository's schemas/).
 PACKAGED_SCHEMAS = Path(__file__).resolve().parent / "contract"
@@ -46,7 +47,7 @@ class EmitterSettings(Protocol):
     @property
     def max_event_bytes(self) -> int: ...
     @property
-    def dead_letter_max_bytes(self) -> int: ...
+    def limits(self) -> Limits: ...
     @property
     def schemas_dir(self) -> Path: ...
     @property
@@ -79,7 +80,10 @@ class EmitterConfig:
     producer_compression: str = "none"
     producer_request_timeout_ms: int = 30_000
     sdk_max_buffered_events: int = 10_000
-    max_event_bytes: int = 1024 * 1024
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    # The largest trajectory the platform assembles: the record limit follows from it, and the emitter's
+    # producer takes records up to that limit like every other producer (``Limits``).
+    assembly_max_bytes: int = DEFAULT_MAX_TRAJECTORY_BYTES
     schemas_dir: Path = PACKAGED_SCHEMAS
     schema_registry_url: str | None = None
     schema_registry_username: str | None = None
@@ -92,6 +96,7 @@ class EmitterConfig:
             )
         if self.producer_compression not in ("none", "gzip"):
             raise ConfigurationError("TRAJSTREAM_PRODUCER_COMPRESSION must be none or gzip")
+        Limits(self.max_event_bytes, self.assembly_max_bytes)  # knobs that do not fit together are refused here
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> EmitterConfig:
@@ -110,8 +115,8 @@ class EmitterConfig:
         return self.kafka_bootstrap or f"{self.broker_host}:{self.broker_port}"
 
     @property
-    def dead_letter_max_bytes(self) -> int:
-        return dead_letter_max_bytes(self.max_event_bytes)
+    def limits(self) -> Limits:
+        return Limits(self.max_event_bytes, self.assembly_max_bytes)
 
     def schema_registry_secret(self) -> str | None:
         return self.schema_registry_password
@@ -136,11 +141,6 @@ def _parse(name: str, raw: str, hint: Any) -> Any:
         except ValueError:
             raise ConfigurationError(f"TRAJSTREAM_{name.upper()}={raw!r} is not a whole number") from None
     return Path(raw) if kind is Path else raw
-
-
-def dead_letter_max_bytes(max_event_bytes: int) -> int:
-    """A dead letter wraps a whole rejected input, so it may be twice the event limit (plus framing)."""
-    return max_event_bytes * 2 + 64 * 1024
 
 
 def kafka_client_options(

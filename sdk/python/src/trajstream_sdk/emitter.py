@@ -72,7 +72,7 @@ class AsyncEmitter:
             acks="all",
             linger_ms=s.producer_linger_ms,
             max_batch_size=s.producer_max_batch_bytes,
-            max_request_size=s.dead_letter_max_bytes,
+            max_request_size=s.limits.message_bytes,  # the largest record any topic takes
             compression_type=None if s.producer_compression == "none" else s.producer_compression,
             request_timeout_ms=s.producer_request_timeout_ms,
         )

@@ -6,12 +6,15 @@ a ``(full_name, fields)`` tuple so that the writer never has to guess the branch
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
+
+from trajstream_sdk.limits import DEAD_LETTER_REASON_CHARS
 
 NAMESPACE = "dev.trajstream.events"
 
@@ -383,11 +386,19 @@ def dead_letter_record(
     error_type: str,
     source: str,
     payload: bytes,
+    max_payload_bytes: int,
     source_partition: int | None = None,
     source_offset: int | None = None,
     trajectory_id: str | None = None,
     key: bytes | None = None,
 ) -> dict[str, Any]:
+    """A dead letter of ``payload``: whole, or its first ``max_payload_bytes`` (``Limits.dead_letter_payload_bytes``)
+    with the whole input's size and SHA-256, so that the letter always fits the dead-letter limit."""
+    cut = len(payload) > max_payload_bytes
+    if len(reason) > DEAD_LETTER_REASON_CHARS:
+        # A reason quotes what failed, which can be the input itself: it must not outgrow the letter's framing.
+        more = f"... [+{len(reason) - DEAD_LETTER_REASON_CHARS} chars]"
+        reason = reason[: DEAD_LETTER_REASON_CHARS - len(more)] + more
     return {
         "event_id": new_id(),
         "timestamp": utcnow(),
@@ -399,5 +410,8 @@ def dead_letter_record(
         "source_offset": source_offset,
         "trajectory_id": trajectory_id,
         "key": key,
-        "payload": payload,
+        "payload": payload[:max_payload_bytes] if cut else payload,
+        "payload_size": len(payload),
+        "payload_sha256": hashlib.sha256(payload).hexdigest(),
+        "payload_cut": cut,
     }
