@@ -115,7 +115,7 @@ async def serve(settings: Settings, stop: asyncio.Event, ready: asyncio.Event | 
     lock = await asyncio.to_thread(_hold_stores_lock, settings)
     clickhouse: StoreLink[LockedClient] = StoreLink("ClickHouse", lambda: _open_clickhouse(settings))
     milvus: StoreLink[Any] = StoreLink("Milvus", lambda: _open_milvus(settings))
-    embedder = Embedder()
+    embedder = Embedder(background_nice=settings.embed_nice)
     sinks: dict[str, BatchSink] = {}
     runs = {"clickhouse": SinkRun(), "milvus": SinkRun()}
     started = time.time()
@@ -146,6 +146,7 @@ async def serve(settings: Settings, stop: asyncio.Event, ready: asyncio.Event | 
         return {
             "status": "degraded" if waiting or closed else "ok", "pid": os.getpid(),
             "uptime_s": round(time.time() - started, 1), "clickhouse": dsn(settings), "milvus": uri(settings),
+            "embedder": "loaded" if embedder.loaded else "loading",
             "sinks": {"clickhouse": sink_health("clickhouse", clickhouse), "milvus": sink_health("milvus", milvus)},
         }  # fmt: skip
 
@@ -160,7 +161,8 @@ async def serve(settings: Settings, stop: asyncio.Event, ready: asyncio.Event | 
         # The model loads in the background (10-20 s on 2 cores): the API and the ClickHouse sink need not
         # wait for it; a recall or a Milvus write that comes first waits for the load. A daemon thread: a
         # stop during the load does not wait for it.
-        threading.Thread(target=embedder.encode_one, args=("warm up",), name="embedder-load", daemon=True).start()
+        threading.Thread(target=embedder.encode_background, args=(["warm up"],), name="embedder-load",
+                         daemon=True).start()  # fmt: skip
         # The API (and the ready mark `up` waits for) comes once both stores are open, or after the grace
         # even if one is not: a store that is away must not keep the other's sink and the API down.
         grace = time.monotonic() + settings.store_open_grace_s

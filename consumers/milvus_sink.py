@@ -58,7 +58,9 @@ class MilvusSink(BatchSink):
     async def write(self, batch: list[Record]) -> Written:
         # Unreadable records are counted, not dead-lettered: the ClickHouse sink reads the same topic and
         # dead-letters them once.
-        await asyncio.to_thread(self.land, batch)
+        # On the embedder's low-priority thread: the batch's Python work as well as its vectors yield the
+        # CPU to the ClickHouse path.
+        await asyncio.to_thread(self.embedder.in_background, lambda: self.land(batch))
         return Written()
 
     @property

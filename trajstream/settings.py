@@ -134,6 +134,12 @@ class Settings(BaseSettings):
     clickhouse_ttl_days: int = Field(default=90, ge=1, description="Rows older than this are dropped.")
     sink_batch_rows: int = Field(default=2000, ge=1, description="Records per ClickHouse insert, at most.")
     sink_batch_seconds: float = Field(default=0.2, gt=0, description="Longest wait to fill a batch.")
+    embed_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Nice value of the Milvus sink's embedding thread: it yields the CPU to the ClickHouse path.",
+    )
     milvus_batch_seconds: float = Field(default=0.2, gt=0, description="Longest wait to fill a Milvus sink batch.")
     sink_retry_attempts: int = Field(default=5, ge=1, description="Tries of a failed insert before giving up.")
     sink_retry_backoff_s: float = Field(default=0.5, gt=0, description="First back-off; doubles per try.")

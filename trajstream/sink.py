@@ -129,16 +129,23 @@ class LoopStats:
 
 async def fill_batch(consumer: AIOKafkaConsumer, stop: asyncio.Event, max_rows: int, max_seconds: float,
                      eager: bool = False) -> list[Record]:  # fmt: skip
-    """Records until ``max_rows`` or ``max_seconds`` after the call, whichever comes first; ``eager`` returns
-    with the first fetch that brings any (a stage that waits on others, like an LLM, wants no linger)."""
+    """Records until ``max_rows``, or until the oldest record in hand has waited ``max_seconds`` (by its Kafka
+    timestamp; at most ``max_seconds`` after the call), whichever comes first. A record that arrived while
+    the previous batch was being written has waited already: it does not linger again (at 50 trajectories/s
+    that second wait was a fifth of the ClickHouse sink's latency). ``eager`` returns with the first fetch
+    that brings any (a stage that waits on others, like an LLM, wants no linger)."""
     records: list[Record] = []
-    deadline = time.monotonic() + max_seconds
+    deadline = time.time() + max_seconds
     while len(records) < max_rows and not stop.is_set():
-        left = deadline - time.monotonic()
+        left = deadline - time.time()
         if left <= 0:
             break
         batch = await consumer.getmany(timeout_ms=int(left * 1000), max_records=max_rows - len(records))
-        records.extend(m for msgs in batch.values() for m in msgs)
+        fetched = [m for msgs in batch.values() for m in msgs]
+        if fetched:
+            records.extend(fetched)
+            # Clocks of other machines may run ahead: never later than the call's own deadline.
+            deadline = min(deadline, min(m.timestamp for m in fetched) / 1000 + max_seconds)
         if eager and records:
             break
     return records

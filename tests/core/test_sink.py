@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import threading
+import time
 import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from tests.support.streams import read
+from trajstream.consumers.embedding import Embedder
 from trajstream.reader import topic_partitions
 from trajstream.settings import Settings
-from trajstream.sink import BatchSink, Record, Rejected, Written
+from trajstream.sink import BatchSink, Record, Rejected, Written, fill_batch
 from trajstream_sdk.codec import SingleObjectCodec
 
 pytestmark = pytest.mark.integration
@@ -201,3 +205,40 @@ async def test_a_store_outage_holds_the_batch_until_the_store_answers_and_loses_
     assert sink.loop_stats.outages == 1 and sink.loop_stats.waiting_since is None
     assert sink.loop_stats.dead_lettered == 0 and await _committed(settings, sink.group) == 3
     assert [r for r in await read(settings, codec, "deadletter")] == []
+
+
+async def test_records_that_already_waited_their_linger_are_not_held_again(topics: Settings) -> None:
+    """A batch lingers at most ``max_seconds`` from its oldest record's timestamp: records that queued up
+    while the previous batch was written go at once, not after another full linger."""
+    producer = AIOKafkaProducer(**topics.kafka_client_options())
+    await producer.start()
+    try:
+        old = int(time.time() * 1000) - 60_000
+        for i in range(3):
+            await producer.send_and_wait(topics.topic(TOPIC), f"v{i}".encode(), key=b"k", timestamp_ms=old)
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(topics.topic(TOPIC), **topics.kafka_client_options(), group_id=None,
+                                auto_offset_reset="earliest")  # fmt: skip
+    await consumer.start()
+    try:
+        started = time.monotonic()
+        records = await fill_batch(consumer, asyncio.Event(), max_rows=100, max_seconds=60)
+        took = time.monotonic() - started
+    finally:
+        await consumer.stop()
+    assert [r.value for r in records] == [b"v0", b"v1", b"v2"]
+    assert took < 30  # not the 60 s linger a fresh batch gets
+
+
+def test_background_work_runs_on_one_thread_at_the_embedders_nice_value() -> None:
+    embedder = Embedder(background_nice=7)
+
+    def where() -> tuple[int, int]:
+        return threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    first, second = embedder.in_background(where), embedder.in_background(where)
+    assert first == second and first[1] == 7
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) != 7  # the caller is left as it was
+    with pytest.raises(ZeroDivisionError):
+        embedder.in_background(lambda: 1 // 0)  # the work's error reaches the caller
