@@ -100,6 +100,17 @@ def make_judge(settings: Settings) -> Judge | None:
     return judge
 
 
+# Big fetches: the batch agent's cost is per batch as much as per record. benchmarks/streams.py reads its
+# baseline with the same settings.
+MAX_POLL_RECORDS = 10_000
+FETCH_MAX_WAIT_MS = 1500  # what Faust's aiokafka driver sets
+
+
+def fetch_bytes(settings: Settings) -> int:
+    """Bytes per partition per fetch: 8 MiB, and never less than the largest record (Limits)."""
+    return max(8 * 1024 * 1024, settings.limits.message_bytes)
+
+
 def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[faust.App, IdleTrajectories]:
     codec = codec or codec_for(settings)
     idle = IdleTrajectories()
@@ -117,10 +128,8 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
         consumer_auto_offset_reset="earliest",
         processing_guarantee="at_least_once",
         producer_acks=-1,
-        # Big fetches: the batch agent's cost is per batch as much as per record; and never smaller than
-        # the largest record, which a fetch must take whole.
-        consumer_max_fetch_size=max(8 * 1024 * 1024, settings.limits.message_bytes),
-        broker_max_poll_records=10000,
+        consumer_max_fetch_size=fetch_bytes(settings),
+        broker_max_poll_records=MAX_POLL_RECORDS,
         producer_linger=0.005,
         producer_max_batch_size=1024 * 1024,
         # Outputs and changelog records up to the largest record a topic takes (a trajectory's, Limits).

@@ -44,7 +44,7 @@ from trajstream_sdk.schemas import (
 
 # A turn is stored as the agent's own bytes; assembly reads only what orders and dedupes it. Its
 # content is decoded downstream (scoring, enrichment), where a body that does not decode is dead-lettered.
-_READ_FIELDS = {TURN: frozenset({"event_id", "trajectory_id", "turn_index", "timestamp"})}
+ENVELOPE_FIELDS = {TURN: frozenset({"event_id", "trajectory_id", "turn_index", "timestamp"})}
 _EVENT_TOPICS = {EVENTS_TOPIC: (TRAJECTORY_START, TURN, TRAJECTORY_END), FEEDBACK_TOPIC: (FEEDBACK,)}
 # What the assembly state holds per event besides the event's bytes: its event id (37 bytes), and for a
 # turn its index, length and timestamp (at most 21). The state must fit a changelog record.
@@ -155,7 +155,7 @@ class Assembler:
         if kind is None:
             return self._reject(record, f"topic {record.topic} is not an assembly input", "UnexpectedTopic")
         try:
-            event = self.codec.peek(record.value, _READ_FIELDS)
+            event = self.codec.peek(record.value, ENVELOPE_FIELDS)
         except CodecError as exc:
             return self._reject(record, str(exc), type(exc).__name__)
         if kind == ASSEMBLY_CONTROL_TOPIC:
