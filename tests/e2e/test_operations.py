@@ -75,6 +75,7 @@ def _wait_count(env: dict[str, str], expected: int, timeout_s: float = 120) -> N
         time.sleep(1)
 
 
+@pytest.mark.timeout(1500)  # LOOPS rounds of about 13 s each on 2 cores, and more on a busy machine
 def test_down_up_sql_again_and_again(home: tuple[Settings, dict[str, str]], codec: SingleObjectCodec) -> None:
     """The user's loop that failed with "Cannot lock file .../clickhouse/status": in a home that has run
     the pipeline before, `down`, `up`, `sql`, LOOPS times in a row, each `sql` answered with the data."""
@@ -97,6 +98,7 @@ def test_down_up_sql_again_and_again(home: tuple[Settings, dict[str, str]], code
         up = _cli(env, "up")
         assert all(f"{part.name}: ready" in up.stderr for part in PARTS), up.stderr
         assert _count(env) == 5, f"loop {loop}"
+        print(f"loop {loop}: down, up, sql passed at {time.strftime('%H:%M:%S')}")  # shown if a later loop fails
 
 
 def test_a_data_command_during_start_waits_for_the_api_and_never_opens_the_stores(
