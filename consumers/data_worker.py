@@ -83,6 +83,12 @@ async def keep_running(settings: Settings, link: StoreLink[Any], build: Callable
         started = time.monotonic()
         try:
             client = await link.open()
+        except Exception:  # the store is away: its link says why (status, /health); try again
+            delay = next(delays)
+            log.error("%s not open (%s); trying again in %.1fs", link.name, link.error, delay)
+            await _sleep(stop, delay)
+            continue
+        try:
             if name not in sinks:
                 sinks[name] = build(client)
             await sinks[name].run(stop)
@@ -92,8 +98,7 @@ async def keep_running(settings: Settings, link: StoreLink[Any], build: Callable
             if time.monotonic() - started > 60:
                 delays = _backoff(settings)  # it ran a good while: this failure waits little again
             delay = next(delays)
-            log.error("%s sink stopped (%s); starting it again in %.1fs", name, run.last_failure, delay,
-                      exc_info=not link.error)  # fmt: skip
+            log.error("%s sink stopped (%s); starting it again in %.1fs", name, run.last_failure, delay, exc_info=True)
             await _sleep(stop, delay)
         else:
             return

@@ -25,6 +25,8 @@ from trajstream.consumers.data_worker import serve
 from trajstream.consumers.embedding import Embedder
 from trajstream.consumers.milvus_sink import MilvusSink
 from trajstream.consumers.milvus_store import TRAJECTORIES, connect, ensure_collections
+from trajstream.parts import pid_file
+from trajstream.pipeline import status
 from trajstream.settings import Settings
 from trajstream.streams.in_process import Pipeline
 from trajstream.synthetic import tool_trajectory
@@ -177,6 +179,13 @@ async def test_a_data_worker_whose_milvus_is_down_still_lands_in_clickhouse_and_
                 "/sql", json={"query": f"SELECT count() FROM {settings.clickhouse_database}.trajectories"}
             )
             assert sql.json()["result"]["rows"] == [[len(scored)]]
+            # `trajstream status` (this process plays the data worker): the Milvus sink's lag, and why.
+            pid_file(settings, "data").parent.mkdir(parents=True, exist_ok=True)
+            pid_file(settings, "data").write_text(str(os.getpid()))
+            rows = {r.name.strip(): r for r in await asyncio.to_thread(status, settings)}
+            assert rows["milvus sink"].lag == len(scored) and "Milvus not open" in rows["milvus sink"].detail
+            assert rows["clickhouse sink"].lag == 0
+            assert f"{len(scored)} trajectories landed" in rows["clickhouse sink"].detail
 
             await asyncio.to_thread(milvus_server.start)
             for _ in range(600):
@@ -185,6 +194,12 @@ async def test_a_data_worker_whose_milvus_is_down_still_lands_in_clickhouse_and_
                 await asyncio.sleep(0.2)
             assert sorted(await landed("milvus") or []) == sorted(scored)
             assert (await http.get("/health")).json()["status"] == "ok"
+            for _ in range(100):  # the commit follows the upsert
+                rows = {r.name.strip(): r for r in await asyncio.to_thread(status, settings)}
+                if rows["milvus sink"].lag == 0:
+                    break
+                await asyncio.sleep(0.2)
+            assert rows["milvus sink"].lag == 0 and "trajectories landed" in rows["milvus sink"].detail
             assert (await http.post("/recall", json={"query": "refund a damaged order"})).status_code == 200
     finally:
         stop.set()
