@@ -8,7 +8,6 @@ when no data worker runs or is expected, and then holds the stores lock so none 
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -16,18 +15,17 @@ from typing import IO, Any
 
 import httpx
 
+from trajstream.console import err
 from trajstream.data_api import stores_lock_file, try_lock_stores, wait_for_api
 from trajstream.errors import TrajstreamError
 from trajstream.parts import data_worker_expected
 from trajstream.settings import Settings
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
 class DataAccess:
-    def __init__(self, settings: Settings, progress: Callable[[str], None] = _say):
+    def __init__(
+        self, settings: Settings, progress: Callable[[str], None] = lambda m: err.print(m, style="dim", markup=False)
+    ):
         self.settings = settings
         self._lock: IO[bytes] | None = None
         self.url = self._route(progress)

@@ -36,7 +36,7 @@ from trajstream.data_api import api_file, stores_lock_file, try_lock_stores
 from trajstream.foreground import run_until_signalled
 from trajstream.parts import mark_ready
 from trajstream.settings import Settings
-from trajstream.sink import BatchSink
+from trajstream.sink import BatchSink, capped_backoff
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +64,7 @@ def _open_milvus(settings: Settings) -> Any:
 
 
 def _backoff(settings: Settings) -> Iterator[float]:
-    delay = settings.sink_retry_backoff_s
-    while True:
-        yield min(delay, settings.sink_retry_max_backoff_s)
-        delay *= 2
+    return capped_backoff(settings.sink_retry_backoff_s, settings.sink_retry_max_backoff_s)
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -122,12 +123,22 @@ def stop_group(pgid: int, timeout_s: float) -> bool:
     return True
 
 
-def running_pid(settings: Settings, name: str) -> int | None:
+def recorded_pid(settings: Settings, name: str) -> int | None:
+    """The pid in the part's pid file, alive or not."""
     try:
-        pid = int(pid_file(settings, name).read_text())
+        return int(pid_file(settings, name).read_text())
     except (OSError, ValueError):
         return None
-    return pid if alive(pid) else None
+
+
+def running_pid(settings: Settings, name: str) -> int | None:
+    pid = recorded_pid(settings, name)
+    return pid if pid is not None and alive(pid) else None
+
+
+def trajstream_binary() -> str:
+    """The `trajstream` console script beside this interpreter: what runs the parts."""
+    return str(Path(sys.executable).parent / "trajstream")
 
 
 def supervisor_pid(settings: Settings) -> int | None:

@@ -14,7 +14,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,19 +34,17 @@ from trajstream.parts import (
     log_file,
     pid_file,
     ready_pid,
+    recorded_pid,
     running_pid,
     stop_group,
     supervisor_pid,
+    trajstream_binary,
 )
 from trajstream.settings import Settings
 from trajstream.supervisor import request_stop
 from trajstream.topics import MILVUS_SINK_GROUP, SCORED, create_topics
 
 Progress = Callable[[str], None]
-
-
-def _binary() -> str:
-    return str(Path(sys.executable).parent / "trajstream")
 
 
 def _tail(path: Path, chars: int = 2000) -> str:
@@ -63,7 +60,7 @@ def _start_supervisor(settings: Settings, progress: Progress) -> int:
     with open(log, "ab") as handle:
         handle.write(f"\n--- started {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
         handle.flush()
-        proc = subprocess.Popen([_binary(), "supervise"], stdout=handle, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen([trajstream_binary(), "supervise"], stdout=handle, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True, env=os.environ.copy())  # fmt: skip
     deadline = time.monotonic() + 30
     while (state := SupervisorState.load(settings)) is None or state.pid != proc.pid:
@@ -137,8 +134,8 @@ def down(settings: Settings, progress: Progress, timeout_s: float = 20.0, stop_b
         progress("supervisor: stopped")
     # Whatever is left (no supervisor, or one killed): stop it here.
     for part in reversed(PARTS):
-        pid = running_pid(settings, part.name)
-        if pid is not None or ((pid := _pid_of(settings, part.name)) is not None and group_alive(pid)):
+        pid = recorded_pid(settings, part.name)
+        if pid is not None and group_alive(pid):  # the part, or a child left behind by it
             killed = stop_group(pid, timeout_s)
             progress(f"{part.name}: killed after {timeout_s:.0f}s" if killed else f"{part.name}: stopped")
         pid_file(settings, part.name).unlink(missing_ok=True)
@@ -153,13 +150,6 @@ def down(settings: Settings, progress: Progress, timeout_s: float = 20.0, stop_b
     if stop_broker and not settings.uses_external_kafka:
         LocalBroker(settings, progress=progress).stop()
         progress("broker: stopped")
-
-
-def _pid_of(settings: Settings, name: str) -> int | None:
-    try:
-        return int(pid_file(settings, name).read_text())
-    except (OSError, ValueError):
-        return None
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,14 @@ async def fill_batch(consumer: AIOKafkaConsumer, stop: asyncio.Event, max_rows: 
     return records
 
 
+def capped_backoff(first: float, cap: float) -> Iterator[float]:
+    """Waits that start at ``first`` and double up to ``cap``."""
+    delay = first
+    while True:
+        yield min(delay, cap)
+        delay *= 2
+
+
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:2000]
 
@@ -324,8 +332,6 @@ class BatchSink(ABC):
             if stop.is_set():
                 return None  # nothing committed: the batch is read again after a restart
             part = parts.pop()
-            if not part:
-                continue
             if not first:
                 try:
                     _merge(written, await self._tries(part, self.retry_attempts if len(part) == 1 else 1))
@@ -381,10 +387,7 @@ class BatchSink(ABC):
 
     def backoff(self) -> Iterator[float]:
         """The waits between tries: the first back-off, doubling, capped."""
-        delay = self.settings.sink_retry_backoff_s
-        while True:
-            yield min(delay, self.settings.sink_retry_max_backoff_s)
-            delay *= 2
+        return capped_backoff(self.settings.sink_retry_backoff_s, self.settings.sink_retry_max_backoff_s)
 
     def _dead_letters(self, rejected: Sequence[Rejected]) -> list[Output]:
         out = []

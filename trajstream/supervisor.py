@@ -16,7 +16,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from types import FrameType
@@ -33,6 +32,7 @@ from trajstream.parts import (
     ready_file,
     run_dir,
     stop_group,
+    trajstream_binary,
     write_atomically,
 )
 from trajstream.settings import Settings
@@ -45,10 +45,6 @@ STEADY_S = 60.0  # a part that ran this long before it died is started again aft
 def stop_request_file(settings: Settings) -> Path:
     """Written by `down` before it signals: how long the parts get before SIGKILL."""
     return run_dir(settings) / "stop.json"
-
-
-def _binary() -> str:
-    return str(Path(sys.executable).parent / "trajstream")
 
 
 def _describe_exit(code: int) -> str:
@@ -71,7 +67,7 @@ class Supervisor:
             handle.write(f"\n--- started {time.strftime('%Y-%m-%d %H:%M:%S')} by the supervisor ---\n".encode())
             handle.flush()
             # Its own session: a stop reaches the part's children too (and only them).
-            proc = subprocess.Popen([_binary(), *part.args], stdout=handle, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen([trajstream_binary(), *part.args], stdout=handle, stderr=subprocess.STDOUT,
                                     start_new_session=True, env=os.environ.copy())  # fmt: skip
         self.procs[part.name] = proc
         pid_file(self.settings, part.name).write_text(str(proc.pid))
