@@ -188,6 +188,33 @@ def schemas_list(ctx: click.Context) -> None:
             out.print(f"{v.full_name:40} v{v.version}  {v.fingerprint.hex()}  {v.path}")
 
 
+@schemas.command("vectors")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 if any vector file is missing or out of date.")
+@click.pass_context
+def schemas_vectors(ctx: click.Context, check: bool) -> None:
+    """Write the shared test vectors (schemas/vectors/) that the Python, TypeScript and Rust codecs check.
+
+    One file per record, version and case, with the value (Avro JSON encoding), its single-object
+    bytes and the schema's fingerprint, all written by the Python codec.
+    """
+    from trajstream.vectors import stale, write
+    from trajstream_sdk.schemas import SchemaCatalog
+
+    directory = settings_of(ctx).schemas_dir
+    catalog = SchemaCatalog.from_directory(directory)
+    if check:
+        behind = stale(catalog, directory / "vectors")
+        for path in behind:
+            err.print(f"[red]out of date[/] {path}")
+        if behind:
+            err.print("run `trajstream schemas vectors` and commit the result")
+            sys.exit(1)
+        out.print("[green]every vector file matches the codec[/]")
+        return
+    written = write(catalog, directory / "vectors")
+    out.print(f"wrote {len(written)} vector files under {directory / 'vectors'}")
+
+
 # --- emit ----------------------------------------------------------------------------------
 @main.command("emit")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
