@@ -11,6 +11,11 @@ VENV_STAMP := $(VENV)/.installed-$(LOCK_KEY)
 JARS_STAMP := kafka/lib/.resolved-$(POM_KEY)
 PYTEST_ARGS ?=
 
+# Each other runtime's SDK brings its own install step (mk/<runtime>.mk adds it to SDK_INSTALL):
+# node_modules for sdk/typescript, a cached cargo build for sdk/rust. `make test` runs them first.
+SDK_INSTALL :=
+include $(wildcard mk/*.mk)
+
 .PHONY: install venv jars demo test lint imports typecheck compose-check bench lock clean help
 
 help:
@@ -56,7 +61,7 @@ typecheck: venv
 compose-check:
 	scripts/check-compose.sh
 
-test: install lint imports typecheck compose-check
+test: install $(SDK_INSTALL) lint imports typecheck compose-check
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: install
