@@ -64,7 +64,7 @@ def _check_replayable(letter: Letter, replaced: bool) -> None:
     """Refuse a letter that has no topic to go back to, or whose stored payload is not the whole input."""
     record = letter.record
     source = record["source"]
-    if source.startswith("file:") or source == "assembly-state":
+    if source.startswith(("file:", "http:")) or source == "assembly-state":
         raise TrajstreamError(
             f"dead letter {letter.ref} came from {source}, not a topic: fix the input and emit it again"
         )

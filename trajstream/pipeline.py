@@ -236,6 +236,11 @@ def status(settings: Settings) -> list[PartStatus]:
     for part in PARTS:
         pid = running_pid(settings, part.name)
         detail = _process_detail(settings, part.name, pid, state)
+        if part.name == "gateway":
+            scheme = "https" if settings.gateway_tls_cert else "http"
+            where = f"{scheme}://{settings.gateway_host}:{settings.gateway_port}"
+            out.append(PartStatus(part.name, pid, None, f"{detail}; {where}" if pid else detail))
+            continue
         if part.name != "data":
             out.append(PartStatus(part.name, pid, _lag_or_none(settings, part.group(settings), part.topics), detail))
             continue

@@ -161,6 +161,27 @@ class Settings(BaseSettings):
     restart_max_backoff_s: float = Field(default=60.0, gt=0, description="`up`: longest wait before a restart.")
     recall_nprobe: int = Field(default=32, ge=1, description="IVF lists searched per query: recall against speed.")
 
+    # --- the ingestion gateway ----------------------------------------------------------------
+    gateway_host: str = Field(default="127.0.0.1", description="Where `trajstream gateway` listens. Anything but "
+                              "loopback needs at least one API key (`trajstream gateway keys add`).")  # fmt: skip
+    gateway_port: int = Field(
+        default=4318, ge=1, le=65535, description="OTLP/HTTP's port; the JSON APIs and proxy too."
+    )
+    gateway_keys_file: Path | None = Field(default=None, description="API keys, salted hashes only "
+                                           "(default: TRAJSTREAM_HOME/gateway/keys.json).")  # fmt: skip
+    gateway_tls_cert: Path | None = Field(default=None, description="PEM certificate: the gateway serves HTTPS.")
+    gateway_tls_key: Path | None = Field(default=None, description="PEM private key of gateway_tls_cert.")
+    gateway_max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024,
+                                           description="Largest request body after decompression (413).")  # fmt: skip
+    gateway_max_inflight_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="Bytes accepted and not "
+                                            "yet acknowledged by the broker; past it requests get 503.")  # fmt: skip
+    gateway_retry_after_s: int = Field(default=1, ge=1, description="Retry-After on a 503.")
+    gateway_upstream_url: str | None = Field(default=None, description="The recording proxy's OpenAI-compatible "
+                                             "upstream, e.g. https://api.openai.com/v1.")  # fmt: skip
+    gateway_upstream_api_key: SecretStr | None = Field(default=None, description="Bearer key for the upstream.")
+    otlp_grace_s: float = Field(default=2.0, ge=0, description="How long the trace stage waits after a trajectory's "
+                                "boundary span for late child spans before it publishes the trajectory.")  # fmt: skip
+
     @property
     def llm_configured(self) -> bool:
         return bool(self.llm_base_url)
@@ -174,6 +195,10 @@ class Settings(BaseSettings):
     def limits(self) -> Limits:
         """Every record size, from TRAJSTREAM_MAX_EVENT_BYTES and TRAJSTREAM_ASSEMBLY_MAX_BYTES."""
         return Limits(self.max_event_bytes, self.assembly_max_bytes)
+
+    @property
+    def gateway_keys_path(self) -> Path:
+        return self.gateway_keys_file or self.home / "gateway" / "keys.json"
 
     def schema_registry_secret(self) -> str | None:
         return self.schema_registry_password.get_secret_value() if self.schema_registry_password else None

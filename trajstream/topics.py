@@ -35,6 +35,7 @@ REWARDS = "rewards"
 SCORED = "trajectories.scored"
 MODEL_VERSIONS = "model.versions"
 ASSEMBLY_CONTROL_TOPIC = "assembly.control"
+OTLP_SPANS_TOPIC = "otlp.spans"
 
 # Consumer groups (after the prefix, Settings.consumer_group): the Faust app id is the streams group,
 # and Faust names a table's changelog "<app id>-<table>-changelog".
@@ -51,6 +52,7 @@ def trainer_group(model_name: str) -> str:
 
 ASSEMBLY_TABLE = "assembly"
 SCORING_TABLE = "scoring"
+OTLP_TABLE = "otlp"
 
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(EVENTS_TOPIC, "Agent events: trajectory start, turns and end, keyed by trajectory id."),
@@ -65,6 +67,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(SCORED, "Scored trajectories, the trainer's input.", compacted=True),
     TopicSpec(MODEL_VERSIONS, "Model versions published by the trainer, keyed by model name.", compacted=True),
     TopicSpec(ASSEMBLY_CONTROL_TOPIC, "Timeouts and sub-agent links the assembly stage sends itself."),
+    TopicSpec(OTLP_SPANS_TOPIC, "OTLP spans from the gateway, keyed by trace id, and the trace stage's flushes."),
 )
 
 
@@ -81,7 +84,7 @@ def internal_topics(settings: Settings) -> tuple[TopicSpec, ...]:
     return tuple(
         TopicSpec(changelog_topic(settings, table)[len(settings.topic_prefix) :], f"Changelog of the {table} table.",
                   compacted=True)
-        for table in (ASSEMBLY_TABLE, SCORING_TABLE)
+        for table in (ASSEMBLY_TABLE, SCORING_TABLE, OTLP_TABLE)
     )  # fmt: skip
 
 

@@ -267,10 +267,11 @@ def worker() -> None:
 def _register_stage_commands() -> None:
     """The CLI is the one core module that imports the stages: each brings its commands module."""
     from trajstream.consumers import commands as consumers
+    from trajstream.gateway import commands as gateway
     from trajstream.streams import commands as streams
     from trajstream.trainer import commands as trainer
 
-    for stage in (streams, consumers, trainer):
+    for stage in (gateway, streams, consumers, trainer):
         for command in stage.WORKERS:
             worker.add_command(command)
         for command in stage.COMMANDS:

@@ -34,6 +34,8 @@ ASSEMBLY_STATE = "assembly_state"
 ASSEMBLY_CONTROL = "assembly_control"
 SCORING_STATE = "scoring_state"
 MODEL_VERSION = "model_version"
+OTLP_SPANS = "otlp_spans"
+OTLP_TRACE_STATE = "otlp_trace_state"
 
 
 @dataclass(frozen=True)
