@@ -53,7 +53,9 @@ class Batch:
     refused: list[tuple[ItemResult, bytes, str | None]] = field(default_factory=list)  # result, input, key
     scope: list[tuple[str | None, str | None]] = field(default_factory=list)  # (agent id, environment) per item
 
-    def refuse(self, index: int, error: str, raw: bytes, key: str | None = None) -> None:
+    def refuse(self, index: int, error: str, item: Any, key: str | None = None) -> None:
+        """Answer item ``index`` with a 400; its input (re-serialised if it was parsed) is dead-lettered."""
+        raw = item if isinstance(item, bytes) else item.encode() if isinstance(item, str) else _dumps(item)
         result = ItemResult(index, 400, key, error)
         self.results.append(result)
         self.refused.append((result, raw, key))
@@ -84,13 +86,12 @@ def events_batch(body: bytes, settings: Settings, codec: EventCodec) -> Batch:
     """``{"events": [{"type": "turn", "record": {...}}, ...]}``: records as the SDK's builders make them."""
     batch = Batch()
     for index, item in enumerate(_items(body, "events")):
-        raw = json.dumps(item, ensure_ascii=False).encode() if not isinstance(item, bytes) else item
         if (
             not isinstance(item, dict)
             or item.get("type") not in EVENT_TYPES
             or not isinstance(item.get("record"), dict)
         ):
-            batch.refuse(index, f'an item is {{"type": one of {", ".join(EVENT_TYPES)}, "record": {{...}}}}', raw)
+            batch.refuse(index, f'an item is {{"type": one of {", ".join(EVENT_TYPES)}, "record": {{...}}}}', item)
             batch.scope.append((None, None))
             continue
         name, record = item["type"], item["record"]
@@ -100,12 +101,12 @@ def events_batch(body: bytes, settings: Settings, codec: EventCodec) -> Batch:
         else:
             batch.scope.append((None, None))
         if not isinstance(key, str) or not key:
-            batch.refuse(index, "the record has no trajectory_id (its Kafka key)", raw)
+            batch.refuse(index, "the record has no trajectory_id (its Kafka key)", item)
             continue
         try:
             data = codec.encode(name, _named_content(record) if name == TURN else record)
         except CodecError as exc:
-            batch.refuse(index, _short(f"does not fit the {name} schema: {exc}"), raw, key)
+            batch.refuse(index, _short(f"does not fit the {name} schema: {exc}"), item, key)
             continue
         topic = FEEDBACK_TOPIC if name == FEEDBACK else EVENTS_TOPIC
         batch.records.append(Record(settings.topic(topic), key.encode(), data))
@@ -170,6 +171,10 @@ def _named_content(record: dict[str, Any]) -> dict[str, Any]:
             message = {**message, "content": (full, value)}
         named.append(message)
     return {**record, "messages": named}
+
+
+def _dumps(item: Any) -> bytes:
+    return json.dumps(item, ensure_ascii=False, default=str).encode()
 
 
 def _short(reason: str) -> str:

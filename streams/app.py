@@ -25,6 +25,7 @@ from trajstream.settings import Settings
 from trajstream.streams.assembly import Assembler, Input, Result
 from trajstream.streams.ordered_consumer import BatchHandler, OrderedTransport
 from trajstream.streams.scoring.stage import Judge, Scorer
+from trajstream.streams.trace_stage import Pending, TraceStage
 from trajstream.topics import (
     ASSEMBLED,
     ASSEMBLY_CONTROL_TOPIC,
@@ -32,6 +33,8 @@ from trajstream.topics import (
     ENRICHMENT_RESULTS,
     EVENTS_TOPIC,
     FEEDBACK_TOPIC,
+    OTLP_SPANS_TOPIC,
+    OTLP_TABLE,
     SCORING_TABLE,
     faust_app_id,
 )
@@ -46,6 +49,7 @@ class IdleTrajectories:
 
     last_activity: dict[str, int] = field(default_factory=dict)
     scanned: bool = False  # the restored table has been read once since start
+    traces_scanned: bool = False  # likewise for the trace stage's table
 
 
 class _App(faust.App):
@@ -146,10 +150,12 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
         settings.topic(EVENTS_TOPIC), settings.topic(FEEDBACK_TOPIC), settings.topic(ASSEMBLY_CONTROL_TOPIC), **raw
     )
     scoring_source = app.topic(settings.topic(ASSEMBLED), settings.topic(ENRICHMENT_RESULTS), **raw)
+    trace_source = app.topic(settings.topic(OTLP_SPANS_TOPIC), **raw)
     table_opts: dict[str, Any] = {"default": None, "partitions": settings.topic_partitions, "key_type": bytes,
                                   "value_type": bytes}  # fmt: skip
     assembly_table = app.Table(ASSEMBLY_TABLE, **table_opts)
     scoring_table = app.Table(SCORING_TABLE, **table_opts)
+    trace_table = app.Table(OTLP_TABLE, **table_opts)
     out_topics: dict[str, faust.types.TopicT] = {}
 
     def out(name: str) -> faust.types.TopicT:
@@ -159,6 +165,8 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
 
     assembler = Assembler(settings, codec)
     scorer = Scorer(settings, codec, make_judge(settings))
+    traces = TraceStage(settings, codec)
+    pending_traces: dict[str, Pending] = {}  # traces with spans not yet all published, for the sweep
 
     async def fold_batch(
         messages: list[faust.types.Message],
@@ -200,8 +208,41 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
     async def score(messages: list[faust.types.Message]) -> None:
         await fold_batch(messages, scoring_table, scorer.handle, scorer.dump)
 
+    async def trace(messages: list[faust.types.Message]) -> None:
+        def handle(record: Input, state: Any) -> Result:
+            return traces.handle(record, state)
+
+        folded = await fold_batch(messages, trace_table, handle, traces.dump)
+        for key, state in folded.items():
+            track_trace(key, state)
+
+    def track_trace(key: bytes, state: Any) -> None:
+        pending = traces.pending(traces.load(state, key.decode(errors="replace"), 0))
+        if pending.holds_spans:
+            pending_traces[key.decode(errors="replace")] = pending
+        else:
+            pending_traces.pop(key.decode(errors="replace"), None)
+
     app.batch_agent(assembly_source, assemble)
     app.batch_agent(scoring_source, score)
+    app.batch_agent(trace_source, trace)
+
+    @app.timer(0.5)  # type: ignore[untyped-decorator]
+    async def sweep_traces() -> None:
+        """Ask the trace stage to publish trajectories whose grace is over, and idle traces whole."""
+        if not idle.traces_scanned:
+            for key, value in list(trace_table.items()):
+                if value is not None:
+                    track_trace(key, value)
+            idle.traces_scanned = True
+        now_ms = int(time.time() * 1000)
+        idle_ms = int(settings.assembly_inactivity_timeout_s * 1000)
+        for trace_id, pending in list(pending_traces.items()):
+            is_idle = now_ms - pending.last_seen_ms >= idle_ms
+            if is_idle or (pending.flush_due_ms is not None and pending.flush_due_ms <= now_ms):
+                message = traces.flush_message(trace_id, now_ms, idle=is_idle)
+                await out(message.topic).send(key=message.key, value=message.value)
+                pending_traces.pop(trace_id, None)  # asked once; the answer's state puts it back if need be
 
     def track_idle(key: bytes, state: Any) -> None:
         since = assembler.idle_since(state)
