@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +23,14 @@ from tests.support.openai_server import OpenAIServer, Reply, openai_server_fixtu
 from tests.support.otel_agent import QUESTION, SYSTEM, WEATHER
 from tests.support.otlp_spans import assemble
 from trajstream.streams.otlp.mapping import MappedTrajectory, map_trace
-from trajstream.streams.otlp.spans import spans_of
+from trajstream.streams.otlp.spans import Span, spans_of
 
 LATEST = {"OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental"}
 ANSWER = "It is rainy, 57F; the time service is down."
 
 
 def run_agent(server: OpenAIServer, tmp_path: Path, instrumentation: str, env: dict[str, str], *,
-              agent_span: bool = True) -> list[MappedTrajectory]:  # fmt: skip
+              agent_span: bool = True) -> list[Span]:  # fmt: skip
     server.script(
         [
             Reply(None, finish_reason="tool_calls",
@@ -48,7 +49,7 @@ def run_agent(server: OpenAIServer, tmp_path: Path, instrumentation: str, env: d
     assert done.returncode == 0, done.stderr[-3000:]
     data = TracesData()
     data.ParseFromString(out.read_bytes())
-    return map_trace(spans_of(data))
+    return spans_of(data)
 
 
 def contents(turn: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -98,13 +99,13 @@ def first_args(turn: dict[str, Any], index: int) -> str:
 
 def test_openai_v2_latest_conventions_content_on_spans(openai_server: OpenAIServer, tmp_path: Path, codec: Any) -> None:
     env = {**LATEST, "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "SPAN_ONLY"}
-    check_whole(run_agent(openai_server, tmp_path, "openai-v2", env), codec, agent=True)
+    check_whole(map_trace(run_agent(openai_server, tmp_path, "openai-v2", env)), codec, agent=True)
 
 
 def test_openai_v2_without_an_agent_span_maps_the_root(openai_server: OpenAIServer, tmp_path: Path,
                                                        codec: Any) -> None:  # fmt: skip
     env = {**LATEST, "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "SPAN_ONLY"}
-    mapped = run_agent(openai_server, tmp_path, "openai-v2", env, agent_span=False)
+    mapped = map_trace(run_agent(openai_server, tmp_path, "openai-v2", env, agent_span=False))
     check_whole(mapped, codec, agent=False)
     start = mapped[0].events[0][1]
     assert start["agent_id"] == "weather-service"  # no agent span: the resource's service.name
@@ -116,7 +117,7 @@ def test_openai_v2_content_not_on_spans(openai_server: OpenAIServer, tmp_path: P
     still uses the latest conventions (util-genai 1.1b0): the spans carry no content. The trajectory still
     lands, with its turns' model calls and no messages."""
     env = {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": capture} | (LATEST if capture else {})
-    (trajectory,) = run_agent(openai_server, tmp_path, "openai-v2", env)
+    (trajectory,) = map_trace(run_agent(openai_server, tmp_path, "openai-v2", env))
     turns = [record for name, record in trajectory.events if name == "turn"]
     assert [t["messages"] for t in turns] == [[], []]
     assert [t["model"]["finish_reason"] for t in turns] == ["tool_calls", "stop"]
@@ -125,8 +126,21 @@ def test_openai_v2_content_not_on_spans(openai_server: OpenAIServer, tmp_path: P
 
 
 def test_openinference(openai_server: OpenAIServer, tmp_path: Path, codec: Any) -> None:
-    check_whole(run_agent(openai_server, tmp_path, "openinference", {}), codec, agent=True)
+    spans = run_agent(openai_server, tmp_path, "openinference", {})
+    check_whole(map_trace(spans), codec, agent=True)
+    # Its flattened llm.input_messages / llm.output_messages alone are enough (input.value is a fallback).
+    raw = ("input.value", "output.value")
+    only_flattened = [replace(s, attributes={k: v for k, v in s.attributes.items() if k not in raw}) for s in spans]
+    check_whole(map_trace(only_flattened), codec, agent=True)
+
+
+def test_openinference_with_messages_hidden_reads_the_raw_values(openai_server: OpenAIServer, tmp_path: Path,
+                                                                 codec: Any) -> None:  # fmt: skip
+    hide = {"OPENINFERENCE_HIDE_INPUT_MESSAGES": "true", "OPENINFERENCE_HIDE_OUTPUT_MESSAGES": "true"}
+    spans = run_agent(openai_server, tmp_path, "openinference", hide)
+    assert not any(k.startswith("llm.input_messages") for s in spans for k in s.attributes)
+    check_whole(map_trace(spans), codec, agent=True)
 
 
 def test_traceloop(openai_server: OpenAIServer, tmp_path: Path, codec: Any) -> None:
-    check_whole(run_agent(openai_server, tmp_path, "traceloop", {}), codec, agent=True)
+    check_whole(map_trace(run_agent(openai_server, tmp_path, "traceloop", {})), codec, agent=True)

@@ -219,7 +219,8 @@ def test_vercel_ai_sdk_names(codec: Any) -> None:
     )
     trace = (
         Trace()
-        .add("gen", None, {"ai.operationId": "ai.generateText", "ai.model.id": "gpt-4o",
+        .add("http", None, {"http.route": "/chat"}, start_ms=-5, end_ms=60, span_name="POST /chat")
+        .add("gen", "http", {"ai.operationId": "ai.generateText", "ai.model.id": "gpt-4o",
                            "ai.usage.inputTokens": 900, "ai.usage.outputTokens": 900}, start_ms=0, end_ms=50,
              span_name="ai.generateText")
         .add("do1", "gen", {"ai.operationId": "ai.generateText.doGenerate", "ai.model.id": "gpt-4o",
@@ -236,6 +237,7 @@ def test_vercel_ai_sdk_names(codec: Any) -> None:
              start_ms=13, end_ms=20, span_name="ai.generateText.doGenerate")
     )  # fmt: skip
     (t,) = map_trace(trace.read())
+    assert t.boundary_span_id == trace.hex("gen")  # the top-level AI SDK call, not the request around it
     first, last = turns(t)
     assert messages(first) == [
         ("system", "TextContent", {"text": "You are terse."}), ("user", "TextContent", {"text": "Weather in Rome?"}),
@@ -302,10 +304,20 @@ def test_shuffled_and_repeated_spans_give_identical_events() -> None:
     spans = trace.read()
     expected = map_trace(spans)
     for seed in range(5):
-        shuffled = spans + spans[:2]  # a retried export repeats spans
+        shuffled = spans + trace.read()[:2]  # a retried export repeats spans
         random.Random(seed).shuffle(shuffled)
         assert map_trace(shuffled) == expected
     assert expected == map_trace(trace.read())  # and nothing comes from the clock or a random source
+
+
+def test_turns_follow_their_spans_start_times() -> None:
+    trace = Trace().add("root", None, {}, start_ms=0, end_ms=100)
+    for n in range(8):
+        out = json.dumps([text("assistant", f"answer {n}")])
+        trace.add(f"chat-{n}", "root", {**CHAT, "gen_ai.output.messages": out}, start_ms=10 * n + 1, end_ms=10 * n + 5)
+    (t,) = map_trace(trace.read())
+    assert [messages(x)[0][2]["text"] for x in turns(t)] == [f"answer {n}" for n in range(8)]
+    assert [x["turn_index"] for x in turns(t)] == list(range(8))
 
 
 def test_a_trace_whose_root_has_not_arrived_is_incomplete() -> None:
