@@ -29,6 +29,8 @@ __all__ = [
     "MalformedEventError",
     "PortInUseError",
     "SchemaError",
+    "SpanContentError",
+    "SpanError",
     "TrajstreamError",
     "UnexpectedEventTypeError",
     "UnknownSchemaError",
@@ -45,3 +47,11 @@ class PortInUseError(BrokerError):
 
 class InputRecordError(TrajstreamError):
     """A line of an input file is not a valid trajectory."""
+
+
+class SpanError(TrajstreamError):
+    """An OTLP span is not one trajstream can read (no valid trace or span id)."""
+
+
+class SpanContentError(SpanError):
+    """A span's GenAI content (its messages) cannot be read: not JSON, an unknown role, a malformed part."""

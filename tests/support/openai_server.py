@@ -28,13 +28,19 @@ COMPLETIONS_PATH = "/v1/chat/completions"
 
 @dataclass(frozen=True)
 class Reply:
-    """Answer 200 with ``content`` as the assistant message: a dict or list as JSON text, a str as it is."""
+    """Answer 200 with ``content`` as the assistant message: a dict or list as JSON text, a str as it is,
+    None as no content (a reply that only calls tools).
+
+    ``tool_calls`` are ``(call_id, name, arguments)``: the assistant asks for these tools (arguments a dict,
+    sent as JSON text as OpenAI does).
+    """
 
     content: Any
     prompt_tokens: int = 100
     completion_tokens: int = 20
     delay_s: float = 0.0
     finish_reason: str = "stop"
+    tool_calls: tuple[tuple[str, str, dict[str, Any]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -178,7 +184,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(behaviour, body)
 
     def _reply(self, reply: Reply, body: Any) -> None:
-        content = reply.content if isinstance(reply.content, str) else json.dumps(reply.content)
+        content = (
+            reply.content if reply.content is None or isinstance(reply.content, str) else json.dumps(reply.content)
+        )
+        message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+        if reply.tool_calls:
+            message["tool_calls"] = [
+                {"id": call_id, "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}
+                for call_id, name, arguments in reply.tool_calls
+            ]
         model = body.get("model", "unknown") if isinstance(body, dict) else "unknown"
         number = len(self.server_owner.requests)
         self._send(
@@ -191,7 +205,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": content, "refusal": None},
+                        "message": message,
                         "logprobs": None,
                         "finish_reason": reply.finish_reason,
                     }
