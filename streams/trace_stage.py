@@ -136,7 +136,8 @@ class TraceStage:
         if not idle and (due is None or due > now_ms):
             return Result(None)  # a flush asked for early, or already done
         try:
-            mapped = self._mapped(state["spans"], record)
+            # Idle: a trajectory whose boundary span never came is closed as abandoned, at this time.
+            mapped = self._mapped(state["spans"], record, now_ms if idle else None)
         except TrajstreamError as exc:
             return self._reject(record, f"the trace's spans cannot be mapped: {exc}", type(exc).__name__)
         outputs: list[Output] = []
@@ -169,9 +170,9 @@ class TraceStage:
                                         trajectory.trajectory_id))  # fmt: skip
         return outputs
 
-    def _mapped(self, spans: list[bytes], record: Input) -> dict[str, MappedTrajectory]:
+    def _mapped(self, spans: list[bytes], record: Input, now_ms: int | None = None) -> dict[str, MappedTrajectory]:
         decoded = [s for data in spans for s in spans_of(TracesData.FromString(data))]
-        return {t.trajectory_id: t for t in map_trace(decoded)}
+        return {t.trajectory_id: t for t in map_trace(decoded, now_ms=now_ms)}
 
     def _held(self, state: State) -> dict[str, bytes]:
         out: dict[str, bytes] = {}

@@ -1,8 +1,9 @@
 """A small tool-using agent traced by a real OpenAI instrumentation; writes its spans as OTLP ``TracesData``.
 
-Run as ``python -m tests.support.otel_agent INSTRUMENTATION BASE_URL OUT [--agent-span]`` in a process of its
-own: the instrumentations patch ``openai`` globally and read their conventions' environment variables once
-per process (``OTEL_SEMCONV_STABILITY_OPT_IN``), so each configuration gets a fresh interpreter.
+Run as ``python -m tests.support.otel_agent INSTRUMENTATION BASE_URL OUT [--agent-span] [--endpoint URL]`` in a
+process of its own (``--endpoint``: also export each span, as it ends, with the OTLP/HTTP protobuf exporter).
+The instrumentations patch ``openai`` globally and read their conventions' environment variables once per
+process (``OTEL_SEMCONV_STABILITY_OPT_IN``), so each configuration gets a fresh interpreter.
 
 The agent asks the model, which (as scripted by the test server) calls ``get_weather`` and ``get_time``;
 it runs both inside ``execute_tool`` spans (``get_time`` fails), answers the model, and gets the final text.
@@ -89,11 +90,17 @@ def main() -> None:
     parser.add_argument("base_url")
     parser.add_argument("out")
     parser.add_argument("--agent-span", action="store_true", help="run inside a manual invoke_agent span")
+    parser.add_argument("--endpoint", default=None, help="an OTLP/HTTP traces URL to export to as well")
     args = parser.parse_args()
 
     exporter = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": "weather-service"}))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
+    if args.endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        # One export request per span, as it ends: the gateway and the trace stage put the trace together.
+        provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=args.endpoint)))
     trace.set_tracer_provider(provider)
     tracer = trace.get_tracer("weather-agent", "1.2.3")
     inst = instrumentor(args.instrumentation)
