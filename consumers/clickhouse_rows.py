@@ -114,7 +114,8 @@ def scored_rows(scored: Mapping[str, Any], codec: EventCodec, source_partition: 
             "trajectory_id": tid, "turn_index": step.turn_index, "timestamp": record["timestamp"],
             "duration_ms": record.get("duration_ms") or 0, "error": step.error,
             "error_type": record.get("error_type") or "", "turn_reward": record.get("turn_reward"),
-            "model": model.get("name") or "", "model_version": step.model_version or "",
+            "model": model.get("response_model") or model.get("request_model") or "",
+            "model_version": step.model_version or "",
             "air": float(turn_air), "message_count": len(step.messages), "first_version": version,
             **attrs,
         })  # fmt: skip

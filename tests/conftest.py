@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -44,6 +45,12 @@ def broker_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settin
         yield settings
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """chDB opens one data directory per process: every test shares it, each with its own database."""
+    return tmp_path_factory.mktemp("clickhouse")
 
 
 @pytest.fixture

@@ -30,12 +30,6 @@ from trajstream_sdk.schemas import SchemaCatalog
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="session")
-def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # chDB opens one data directory per process: every test shares it, each with its own database.
-    return tmp_path_factory.mktemp("clickhouse")
-
-
 @pytest.fixture
 def sink_settings(topics: Settings, chdb_dir: Path) -> Iterator[Settings]:
     yield topics.model_copy(update={"clickhouse_dsn": f"chdb://{chdb_dir}",

@@ -96,9 +96,9 @@ def test_events_batch_answers_per_item_and_dead_letters_the_bad_ones(
 
 
 def test_trajectories_in_the_emit_line_format_land_whole(
-    topics: Settings, codec: SingleObjectCodec, tmp_path: Path
+    topics: Settings, codec: SingleObjectCodec, tmp_path: Path, chdb_dir: Path
 ) -> None:
-    settings = landing_settings(topics, tmp_path / "ch")
+    settings = landing_settings(topics, chdb_dir)
     tid = str(uuid.uuid4())
     line = {"id": tid, "task": "Refund order 42", "agent_id": "support-bot", "messages": [
         {"role": "user", "content": "Refund order 42"},

@@ -72,9 +72,9 @@ def _check_whole(landed: Landed, instrumentation: str) -> None:
 
 @pytest.mark.timeout(600)
 def test_three_python_instrumentations_land_whole_through_the_gateway(
-    topics: Settings, codec: SingleObjectCodec, openai_server: OpenAIServer, tmp_path: Path
+    topics: Settings, codec: SingleObjectCodec, openai_server: OpenAIServer, tmp_path: Path, chdb_dir: Path
 ) -> None:
-    settings = landing_settings(topics, tmp_path / "ch")
+    settings = landing_settings(topics, chdb_dir)
     ids: dict[str, str] = {}
     with running_gateway(settings, tmp_path / "gw.log") as gw:
         for instrumentation, env in RUNS.items():

@@ -195,6 +195,10 @@ class _Handler(BaseHTTPRequestHandler):
             ]
         model = body.get("model", "unknown") if isinstance(body, dict) else "unknown"
         number = len(self.server_owner.requests)
+        if isinstance(body, dict) and body.get("stream"):
+            self._stream(reply, content, f"chatcmpl-test-{number}", model, bool((body.get("stream_options") or {})
+                                                                                 .get("include_usage")))  # fmt: skip
+            return
         self._send(
             200,
             {
@@ -217,6 +221,38 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             },
         )
+
+    def _stream(self, reply: Reply, content: str | None, completion_id: str, model: str, usage: bool) -> None:
+        """Server-sent events as OpenAI streams them: a role chunk, content in pieces, each tool call's name
+        then its arguments in two pieces, the finish reason, the usage when asked for, then [DONE]."""
+        base = {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+        chunks = [chunk({"role": "assistant", "content": ""})]
+        text = content or ""
+        chunks += [chunk({"content": text[i : i + 7]}) for i in range(0, len(text), 7)]
+        for index, (call_id, name, arguments) in enumerate(reply.tool_calls):
+            encoded = json.dumps(arguments)
+            half = len(encoded) // 2
+            opening = {"index": index, "id": call_id, "type": "function",
+                       "function": {"name": name, "arguments": encoded[:half]}}  # fmt: skip
+            chunks.append(chunk({"tool_calls": [opening]}))
+            chunks.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": encoded[half:]}}]}))
+        chunks.append(chunk({}, reply.finish_reason))
+        if usage:
+            chunks.append({**base, "choices": [], "usage": {
+                "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
+                "total_tokens": reply.prompt_tokens + reply.completion_tokens}})  # fmt: skip
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.end_headers()
+        for c in chunks:
+            self.wfile.write(f"data: {json.dumps(c)}\n\n".encode())
+            self.wfile.flush()
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.close_connection = True
 
     def _error(self, error: HttpError) -> None:
         kind = "rate_limit_exceeded" if error.status == 429 else "server_error" if error.status >= 500 else "invalid"
