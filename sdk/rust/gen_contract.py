@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render(SchemaCatalog.from_directory(SCHEMAS))
     if args.check:
         if not TABLE.is_file() or TABLE.read_text() != text:
-            print(f"{TABLE} is stale: run `python {Path(__file__).relative_to(Path.cwd(), walk_up=True)}`")
+            print(f"{TABLE} is stale: run `python sdk/rust/gen_contract.py`")
             return 1
         return 0
     TABLE.write_text(text)
