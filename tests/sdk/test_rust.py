@@ -168,7 +168,7 @@ def test_rust_trajectories_land_whole_on_the_python_producers_partitions(
     _cargo("test", "--locked", "--test", "e2e", env=env)
     ids = json.loads(out.read_text())
 
-    landed = land(settings, codec, [ids["tools"], ids["private"], ids["many"]], tmp_path / "land.log")
+    landed = land(settings, codec, [ids["tools"], ids["private"], ids["many"], ids["dropped"]], tmp_path / "land.log")
 
     tools = landed[ids["tools"]]
     assert (tools.trajectory["agent_id"], tools.trajectory["outcome"], tools.trajectory["turn_count"]) == (
@@ -202,12 +202,16 @@ def test_rust_trajectories_land_whole_on_the_python_producers_partitions(
     ]
     assert _calls(many) == [("search", "s0", "timeout"), ("search", "s1", "success"), ("search", "s2", "success")]
 
+    dropped = landed[ids["dropped"]]  # dropped after a turn without end: it ended itself
+    assert (dropped.trajectory["outcome"], dropped.trajectory["turn_count"]) == ("abandoned", 1)
+    assert _messages(dropped) == [(0, "user", "text", "hello?")]
+
     # Every event sits on the partition aiokafka (and Java) would have picked for its key: murmur2.
-    all_ids = {ids["tools"], ids["private"], ids["many"], *ids["probes"]}
+    all_ids = {ids["tools"], ids["private"], ids["many"], ids["dropped"], *ids["probes"]}
     partitions = list(range(settings.topic_partitions))
     events = [r for r in asyncio.run(read(settings, codec, EVENTS_TOPIC))
               if r.event is not None and r.event.record["trajectory_id"] in all_ids]  # fmt: skip
-    assert len(events) == 4 + 4 + 5 + 2 * len(ids["probes"])
+    assert len(events) == 4 + 4 + 5 + 3 + 2 * len(ids["probes"])
     for r in events:
         assert r.key == r.event.record["trajectory_id"].encode()  # type: ignore[union-attr]
         assert r.partition == DefaultPartitioner()(r.key, partitions, partitions), r.event

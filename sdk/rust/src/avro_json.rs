@@ -89,9 +89,11 @@ impl ToValue<'_> {
             }
             Schema::Enum(e) => {
                 let symbol = json.as_str().ok_or_else(|| format!("{path}: expected a symbol, got {json}"))?;
-                let index = e.symbols.iter().position(|s| s == symbol).ok_or_else(|| {
-                    format!("{path}: {symbol:?} is not one of {}", e.symbols.join(", "))
-                })?;
+                let index = e
+                    .symbols
+                    .iter()
+                    .position(|s| s == symbol)
+                    .ok_or_else(|| format!("{path}: {symbol:?} is not one of {}", e.symbols.join(", ")))?;
                 Ok(Value::Enum(index as u32, symbol.into()))
             }
             Schema::Array(array) => {
@@ -123,9 +125,7 @@ impl ToValue<'_> {
     }
 
     fn int(&self, json: &Json, path: &str) -> Result<i32, String> {
-        json.as_i64()
-            .and_then(|i| i32::try_from(i).ok())
-            .ok_or_else(|| format!("{path}: expected an int, got {json}"))
+        json.as_i64().and_then(|i| i32::try_from(i).ok()).ok_or_else(|| format!("{path}: expected an int, got {json}"))
     }
 
     fn long(&self, json: &Json, path: &str) -> Result<i64, String> {

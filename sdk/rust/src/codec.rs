@@ -56,9 +56,12 @@ impl Codec {
         let contract = Contract::shipped();
         let mut writers = HashMap::new();
         for v in contract.versions() {
-            let writer =
-                GenericSingleObjectWriter::new_with_capacity_and_header_builder(&v.schema, 1024, &ShippedFingerprint(v.fingerprint))
-                    .map_err(|e| Error::Encode(format!("{} v{}: {e}", v.record, v.version)))?;
+            let writer = GenericSingleObjectWriter::new_with_capacity_and_header_builder(
+                &v.schema,
+                1024,
+                &ShippedFingerprint(v.fingerprint),
+            )
+            .map_err(|e| Error::Encode(format!("{} v{}: {e}", v.record, v.version)))?;
             writers.insert((v.record, v.version), Mutex::new(writer));
         }
         Ok(Codec { contract, limits, writers })
@@ -83,7 +86,9 @@ impl Codec {
 
     /// `value` written with one given version (the vectors check every version).
     pub fn encode_with(&self, version: &SchemaVersion, value: &Json) -> Result<Vec<u8>> {
-        let unfit = |why: String| Error::Encode(format!("{} record does not fit schema v{}: {why}", version.record, version.version));
+        let unfit = |why: String| {
+            Error::Encode(format!("{} record does not fit schema v{}: {why}", version.record, version.version))
+        };
         let avro = avro_json::to_value(value, version).map_err(unfit)?;
         let writer = &self.writers[&(version.record, version.version)];
         let mut data = Vec::with_capacity(256);
@@ -108,9 +113,14 @@ impl Codec {
         }
         let fingerprint = &data[2..HEADER_LEN];
         let version = self.contract.by_fingerprint(fingerprint).ok_or_else(|| {
-            Error::Decode(format!("unknown writer schema fingerprint {}: not in the shipped contract", hex(fingerprint)))
+            Error::Decode(format!(
+                "unknown writer schema fingerprint {}: not in the shipped contract",
+                hex(fingerprint)
+            ))
         })?;
-        let corrupt = |why: String| Error::Decode(format!("corrupt {} v{} body ({} bytes): {why}", version.record, version.version, data.len()));
+        let corrupt = |why: String| {
+            Error::Decode(format!("corrupt {} v{} body ({} bytes): {why}", version.record, version.version, data.len()))
+        };
         let mut body = &data[HEADER_LEN..];
         let reader = GenericDatumReader::builder(&version.schema).build().map_err(|e| corrupt(e.to_string()))?;
         let value = reader.read_value(&mut body).map_err(|e| corrupt(e.to_string()))?;

@@ -91,7 +91,8 @@ impl EmitterConfig {
 
     /// Read `TRAJSTREAM_*` variables from `vars`; unset ones keep their default.
     pub fn from_vars<K: AsRef<str>, V: Into<String>>(vars: impl IntoIterator<Item = (K, V)>) -> Result<EmitterConfig> {
-        let env: HashMap<String, String> = vars.into_iter().map(|(k, v)| (k.as_ref().to_uppercase(), v.into())).collect();
+        let env: HashMap<String, String> =
+            vars.into_iter().map(|(k, v)| (k.as_ref().to_uppercase(), v.into())).collect();
         let text = |name: &str| env.get(&format!("TRAJSTREAM_{}", name.to_uppercase())).cloned();
         let mut c = EmitterConfig::default();
         let set = |slot: &mut String, name: &str| {

@@ -267,7 +267,8 @@ impl Emitter {
         // Each event is delivered or failed within message.timeout.ms; the margin covers the last batch.
         let wait = self.inner.delivery_timeout() + Duration::from_secs(5);
         self.inner.producer.flush(Timeout::After(wait))?;
-        let failures = std::mem::take(&mut *self.inner.producer.context().failures.lock().unwrap_or_else(|p| p.into_inner()));
+        let failures =
+            std::mem::take(&mut *self.inner.producer.context().failures.lock().unwrap_or_else(|p| p.into_inner()));
         match failures.first() {
             None => Ok(()),
             Some(first) => Err(Error::Delivery { failed: failures.len(), first: first.clone() }),

@@ -24,13 +24,10 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Configuration(msg) | Error::Encode(msg) | Error::Decode(msg) | Error::State(msg) => {
-                f.write_str(msg)
+            Error::Configuration(msg) | Error::Encode(msg) | Error::Decode(msg) | Error::State(msg) => f.write_str(msg),
+            Error::EventTooLarge { record, bytes, limit } => {
+                write!(f, "{record} event is {bytes} bytes, over the limit of {limit} (TRAJSTREAM_MAX_EVENT_BYTES)")
             }
-            Error::EventTooLarge { record, bytes, limit } => write!(
-                f,
-                "{record} event is {bytes} bytes, over the limit of {limit} (TRAJSTREAM_MAX_EVENT_BYTES)"
-            ),
             Error::Kafka(err) => write!(f, "kafka: {err}"),
             Error::Delivery { failed, first } => {
                 write!(f, "{failed} event(s) were not delivered; first error: {first}")

@@ -83,7 +83,12 @@ impl Content {
         Content::ToolCall { name: name.into(), call_id: call_id.into(), arguments }
     }
 
-    pub fn tool_response(name: impl Into<String>, call_id: impl Into<String>, result: Json, status: ToolStatus) -> Content {
+    pub fn tool_response(
+        name: impl Into<String>,
+        call_id: impl Into<String>,
+        result: Json,
+        status: ToolStatus,
+    ) -> Content {
         Content::ToolResponse { name: name.into(), call_id: call_id.into(), result, status }
     }
 
@@ -115,10 +120,9 @@ impl Content {
     pub fn to_record(&self, scrub: Scrub) -> Json {
         let (name, fields) = match self {
             Content::Text { text } => ("TextContent", json!({"text": scrub(text)})),
-            Content::ToolCall { name, call_id, arguments } => (
-                "ToolCall",
-                json!({"name": name, "call_id": call_id, "arguments": scrub(&json_text(arguments))}),
-            ),
+            Content::ToolCall { name, call_id, arguments } => {
+                ("ToolCall", json!({"name": name, "call_id": call_id, "arguments": scrub(&json_text(arguments))}))
+            }
             Content::ToolResponse { name, call_id, result, status } => (
                 "ToolResponse",
                 json!({"name": name, "call_id": call_id, "status": status.as_str(), "result": scrub(&json_text(result))}),
@@ -208,11 +212,7 @@ impl Message {
 
     /// The same message with its content replaced by a placeholder and its reasoning dropped.
     pub fn redacted(&self, reason: &str) -> Message {
-        Message {
-            content: Content::redacted(reason, self.content.kind()),
-            reasoning: None,
-            ..self.clone()
-        }
+        Message { content: Content::redacted(reason, self.content.kind()), reasoning: None, ..self.clone() }
     }
 
     pub fn to_record(&self, scrub: Scrub) -> Json {
@@ -400,12 +400,17 @@ impl Default for FeedbackOptions {
     }
 }
 
-pub fn start_record(trajectory_id: &str, task_description: &str, agent_id: &str, o: &StartOptions, scrub: Scrub) -> Json {
+pub fn start_record(
+    trajectory_id: &str,
+    task_description: &str,
+    agent_id: &str,
+    o: &StartOptions,
+    scrub: Scrub,
+) -> Json {
     let user = match o.user_id.as_deref() {
-        Some(user_id) if !user_id.is_empty() => wrap(
-            &format!("{NAMESPACE}.UserContext"),
-            json!({"user_id": user_id, "attributes": o.user_attributes}),
-        ),
+        Some(user_id) if !user_id.is_empty() => {
+            wrap(&format!("{NAMESPACE}.UserContext"), json!({"user_id": user_id, "attributes": o.user_attributes}))
+        }
         _ => Json::Null,
     };
     let entities: Vec<Json> = o
@@ -468,7 +473,13 @@ pub fn turn_record(trajectory_id: &str, turn_index: i32, messages: &[Message], o
     })
 }
 
-pub fn end_record(trajectory_id: &str, outcome: Outcome, turn_count: Option<i32>, o: &EndOptions, scrub: Scrub) -> Json {
+pub fn end_record(
+    trajectory_id: &str,
+    outcome: Outcome,
+    turn_count: Option<i32>,
+    o: &EndOptions,
+    scrub: Scrub,
+) -> Json {
     json!({
         "event_id": new_id(),
         "trajectory_id": trajectory_id,

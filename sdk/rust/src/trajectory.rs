@@ -70,8 +70,9 @@ impl Trajectory {
             return Ok(());
         }
         let emitter = &self.emitter;
-        let record =
-            start_record(&self.trajectory_id, &self.task_description, &self.agent_id, &self.options, &|t| emitter.scrub(t));
+        let record = start_record(&self.trajectory_id, &self.task_description, &self.agent_id, &self.options, &|t| {
+            emitter.scrub(t)
+        });
         emitter.emit("trajectory_start", &record, &self.trajectory_id, None)?;
         self.started = true;
         Ok(())

@@ -27,8 +27,11 @@ fn the_table_holds_every_schema_file_as_it_is_now() {
         }
     }
     on_disk.sort();
-    let mut shipped: Vec<_> =
-        Contract::shipped().versions().iter().map(|v| (v.record.to_string(), v.version, v.source.to_string())).collect();
+    let mut shipped: Vec<_> = Contract::shipped()
+        .versions()
+        .iter()
+        .map(|v| (v.record.to_string(), v.version, v.source.to_string()))
+        .collect();
     shipped.sort();
     let stale = "src/contract_generated.rs is stale: run `python sdk/rust/gen_contract.py`";
     let keys = |rows: &[(String, u32, String)]| rows.iter().map(|(r, v, _)| format!("{r} v{v}")).collect::<Vec<_>>();
@@ -49,7 +52,13 @@ fn apache_avro_differs_from_fastavro_only_by_writing_logical_types_as_objects() 
         let own = v.schema.fingerprint::<Rabin>().bytes;
         let as_spec = canonical.replace(r#"{"type":"long"}"#, r#""long""#).replace(r#"{"type":"int"}"#, r#""int""#);
         let fixed = Schema::parse_str(&as_spec).unwrap().fingerprint::<Rabin>().bytes;
-        assert_eq!(hex(&fixed), hex(&v.fingerprint), "{} v{}: another difference than logical types", v.record, v.version);
+        assert_eq!(
+            hex(&fixed),
+            hex(&v.fingerprint),
+            "{} v{}: another difference than logical types",
+            v.record,
+            v.version
+        );
         if own != v.fingerprint {
             differ.push(v.record.to_string());
             assert!(v.source.contains("logicalType"), "{} v{} differs without a logical type", v.record, v.version);

@@ -3,7 +3,9 @@
 //! runs it against the test broker and checks what the platform landed in ClickHouse.
 
 use serde_json::json;
-use trajstream_sdk::{Content, Emitter, EndOptions, FeedbackOptions, Message, Outcome, Role, StartOptions, ToolStatus, TurnOptions};
+use trajstream_sdk::{
+    Content, Emitter, EndOptions, FeedbackOptions, Message, Outcome, Role, StartOptions, ToolStatus, TurnOptions,
+};
 
 #[test]
 fn emits_trajectories_to_the_broker() -> trajstream_sdk::Result<()> {
@@ -28,7 +30,10 @@ fn emits_trajectories_to_the_broker() -> trajstream_sdk::Result<()> {
     )?;
     tools.turn(
         &[
-            Message::new(Role::Tool, Content::tool_response("issue_refund", "c1", json!({"ok": true}), ToolStatus::Success)),
+            Message::new(
+                Role::Tool,
+                Content::tool_response("issue_refund", "c1", json!({"ok": true}), ToolStatus::Success),
+            ),
             Message::text(Role::Assistant, "Refunded."),
         ],
         TurnOptions { duration_ms: 120, ..TurnOptions::default() },
@@ -50,7 +55,10 @@ fn emits_trajectories_to_the_broker() -> trajstream_sdk::Result<()> {
     )?;
     private.turn(
         &[
-            Message::new(Role::Tool, Content::tool_response("lookup_card", "c2", json!("card service down"), ToolStatus::Error)),
+            Message::new(
+                Role::Tool,
+                Content::tool_response("lookup_card", "c2", json!("card service down"), ToolStatus::Error),
+            ),
             Message::text(Role::Assistant, "Sorry, try later."),
         ],
         TurnOptions::default(),
@@ -71,6 +79,14 @@ fn emits_trajectories_to_the_broker() -> trajstream_sdk::Result<()> {
     }
     many.end(Outcome::Partial, EndOptions::default())?;
 
+    // Dropped after a turn without `end`: it ends itself, abandoned.
+    let dropped = {
+        let mut t = emitter.trajectory("Left halfway", "rust-e2e-dropped");
+        t.start()?;
+        t.turn(&[Message::text(Role::User, "hello?")], TurnOptions::default())?;
+        t.trajectory_id().to_string()
+    };
+
     // More keys, so that the partition check cannot pass by chance.
     let mut probes = Vec::new();
     for i in 0..16 {
@@ -87,6 +103,7 @@ fn emits_trajectories_to_the_broker() -> trajstream_sdk::Result<()> {
         "tools": tools.trajectory_id(),
         "private": private.trajectory_id(),
         "many": many.trajectory_id(),
+        "dropped": dropped,
         "probes": probes,
     });
     std::fs::write(out, ids.to_string()).expect("write TRAJSTREAM_E2E_OUT");

@@ -26,7 +26,13 @@ fn every_kind() -> Vec<Message> {
         at(1, Message::new(Role::Assistant, Content::tool_call("lookup", "c1", json!({"q": "secret é", "n": 2}))))
             .available_tools(["lookup"])
             .active_entities(["secret corp"]),
-        at(2, Message::new(Role::Tool, Content::tool_response("lookup", "c1", json!("not json: secret"), ToolStatus::Error))),
+        at(
+            2,
+            Message::new(
+                Role::Tool,
+                Content::tool_response("lookup", "c1", json!("not json: secret"), ToolStatus::Error),
+            ),
+        ),
         at(3, Message::new(Role::Assistant, Content::widget("chart", json!("{\"x\": [1, 2]}")))).send_to_user(false),
         at(4, Message::new(Role::Assistant, Content::structured(json!([1.5, null, true])))),
         at(5, Message::new(Role::Assistant, Content::redacted("pii", "text"))),
@@ -134,7 +140,10 @@ fn the_redaction_hook_runs_on_free_text_only() {
     assert_eq!(m[0]["reasoning"], json!({"string": "[REDACTED] plan"}));
     // Python's json.dumps: compact, insertion order, non-ASCII escaped.
     assert_eq!(m[1]["content"]["dev.trajstream.events.ToolCall"]["arguments"], r#"{"q":"[REDACTED] \u00e9","n":2}"#);
-    assert_eq!(m[1]["context_snapshot"]["dev.trajstream.events.ContextSnapshot"]["active_entities"], json!(["[REDACTED] corp"]));
+    assert_eq!(
+        m[1]["context_snapshot"]["dev.trajstream.events.ContextSnapshot"]["active_entities"],
+        json!(["[REDACTED] corp"])
+    );
     assert_eq!(m[2]["content"]["dev.trajstream.events.ToolResponse"]["result"], r#""not json: [REDACTED]""#);
     assert_eq!(m[2]["content"]["dev.trajstream.events.ToolResponse"]["status"], "error");
     assert_eq!(m[3]["content"]["dev.trajstream.events.Widget"]["data"], r#"{"x": [1, 2]}"#);
