@@ -60,12 +60,6 @@ def _without_trajstream_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("TRAJSTREAM_")}
 
 
-@pytest.fixture(scope="session")
-def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # chDB opens one data directory per process: every test shares it, each with its own database.
-    return tmp_path_factory.mktemp("clickhouse")
-
-
 @pytest.mark.timeout(BUILD_TIMEOUT_S + 60)
 def test_cargo_test_passes_the_shared_vectors_and_the_contract() -> None:
     run = _cargo("test", "--locked", env=_without_trajstream_env())

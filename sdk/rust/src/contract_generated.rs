@@ -362,6 +362,50 @@ pub static CONTRACT: &[ContractSchema] = &[
 "##,
     },
     ContractSchema {
+        record: "otlp_spans",
+        version: 1,
+        full_name: "dev.trajstream.gateway.OtlpSpans",
+        fingerprint: [0x52, 0xa2, 0x6c, 0x8b, 0x08, 0x97, 0x25, 0x0b],
+        source: r##"{
+  "type": "record",
+  "name": "OtlpSpans",
+  "namespace": "dev.trajstream.gateway",
+  "trajstream.version": 1,
+  "doc": "Spans of one trace as the gateway received them (OTLP), or a flush the trace stage sends itself. Keyed by the trace id, so every span of a trace reaches the one agent that assembles it, whichever gateway replica took it.",
+  "fields": [
+    {"name": "kind", "type": {"type": "enum", "name": "OtlpSpansKind", "symbols": ["spans", "flush"]}, "doc": "spans: received spans; flush: the trace stage asks itself to map what it holds (closed trajectories, or all of an idle trace)."},
+    {"name": "trace_id", "type": "string", "doc": "The OTel trace id, 32 lowercase hex digits (the Kafka key)."},
+    {"name": "received_at", "type": {"type": "long", "logicalType": "timestamp-millis"}, "doc": "When the gateway received them (for flush: when it was sent)."},
+    {"name": "key_id", "type": ["null", "string"], "default": null, "doc": "The API key the gateway accepted them under, if any (never the secret)."},
+    {"name": "traces_data", "type": "bytes", "default": "", "doc": "An OTLP TracesData protobuf message holding only this trace's spans, with their resource and scope. Empty for flush."},
+    {"name": "idle", "type": "boolean", "default": false, "doc": "For flush: the trace has been idle past the inactivity timeout; map everything, finished or not."}
+  ]
+}
+"##,
+    },
+    ContractSchema {
+        record: "otlp_trace_state",
+        version: 1,
+        full_name: "dev.trajstream.streams.OtlpTraceState",
+        fingerprint: [0xb1, 0xed, 0x9d, 0x90, 0x4e, 0x23, 0x93, 0x9f],
+        source: r##"{
+  "type": "record",
+  "name": "OtlpTraceState",
+  "namespace": "dev.trajstream.streams",
+  "trajstream.version": 1,
+  "doc": "The trace stage's table entry for one trace: the spans received so far and the trajectories already published from them.",
+  "fields": [
+    {"name": "trace_id", "type": "string"},
+    {"name": "first_seen_ms", "type": "long", "doc": "When the first spans arrived (gateway clock)."},
+    {"name": "last_seen_ms", "type": "long", "doc": "When the latest spans arrived: the inactivity sweep's clock."},
+    {"name": "spans", "type": {"type": "array", "items": "bytes"}, "default": [], "doc": "Each received span as an OTLP TracesData protobuf holding that one span with its resource and scope; at most one per span id."},
+    {"name": "published", "type": {"type": "array", "items": "string"}, "default": [], "doc": "Trajectory ids already sent to the events topic."},
+    {"name": "flush_due_ms", "type": ["null", "long"], "default": null, "doc": "When a trajectory whose boundary span arrived may be published (arrival plus the grace for late children)."}
+  ]
+}
+"##,
+    },
+    ContractSchema {
         record: "scored_trajectory",
         version: 1,
         full_name: "dev.trajstream.events.ScoredTrajectory",
