@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,21 @@ from trajstream.reader import ReadRecord
 from trajstream.settings import PROJECT_ROOT, Settings
 from trajstream.topics import EVENTS_TOPIC, FEEDBACK_TOPIC
 from trajstream_sdk.codec import SingleObjectCodec
+from trajstream_sdk.events import (
+    Message,
+    ModelInfo,
+    Redacted,
+    Structured,
+    TokenLogprob,
+    ToolCall,
+    ToolResponse,
+    Widget,
+    end_record,
+    feedback_record,
+    start_record,
+    turn_record,
+)
+from trajstream_sdk.redaction import pattern_redactor
 
 pytestmark = pytest.mark.integration
 
@@ -43,6 +59,12 @@ def built() -> Iterator[Path]:
     yield SDK / "dist"
 
 
+def _failures(run: subprocess.CompletedProcess[str]) -> str:
+    """The spec reporter ends with the failing tests, each with its assertion's diff: show those."""
+    _, marker, failing = run.stdout.partition("✖ failing tests:")
+    return (marker + failing if marker else run.stdout[-6000:])[:8000] + run.stderr[-2000:]
+
+
 def _require_installed(sdk: Path) -> None:
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.fail("node and npm (Node 20) are needed for the TypeScript SDK")
@@ -57,10 +79,75 @@ def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_node_tests_pass(built: Path) -> None:
     """Vectors (every record and version, decode and encode, byte for byte), the contract table, builders, emitter."""
-    run = _node(["--test", str(built / "test")])
-    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
-    counts = dict(line[2:].split(" ", 1) for line in run.stdout.splitlines() if re.match(r"# (pass|fail) \d+$", line))
+    run = _node(["--test", "--test-reporter=spec", str(built / "test")])
+    assert run.returncode == 0, _failures(run)
+    counts = dict(line[2:].split(" ", 1) for line in run.stdout.splitlines() if re.match(r"ℹ (pass|fail) \d+$", line))
     assert int(counts["pass"]) > 100 and counts["fail"] == "0", counts
+
+
+_T = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=1_760_000_000_123)
+
+
+def _at(ms: int) -> datetime:
+    return _T + timedelta(milliseconds=ms)
+
+
+def _python_records() -> dict[str, tuple[str, dict[str, Any]]]:
+    """What test-parity/records.ts builds, built by the Python SDK's builders from the same inputs."""
+    scrub = pattern_redactor()
+    return {
+        "start_full": ("trajectory_start", start_record(
+            "tid", "Réfund order 42 for a@b.example", agent_id="bot", domain="billing", agent_name="Bot",
+            conversation_id="conv", framework="node", environment="prod", tags=["x", "y"], parent_trajectory_id="ptid",
+            parent_span_id="pspan", referrer="web", user_id="u1", user_attributes={"plan": "pro"},
+            entities=[{"name": "ACME a@b.example", "entity_type": "company"}, {"name": "B", "entity_id": "b1"}],
+            resources=[{"uri": "file:///a"}, {"uri": "file:///b", "kind": "doc", "description": "d"}],
+            custom_context={"k": "é", "n": [1, 2.5, None]}, system_message="sys a@b.example", timestamp=_T,
+            scrub=scrub)),
+        "start_minimal": ("trajectory_start", start_record("tid", "task", agent_id="bot", timestamp=_T)),
+        "turn_full": ("turn", turn_record("tid", 3, [
+            Message.text("user", "hi a@b.example", message_id="m0", timestamp=_T, active_entities=["a@b.example"],
+                         available_tools=["t1"]),
+            Message("assistant", ToolCall("refund", "c1", {"order": 42, "note": "ü"}), message_id="m1",
+                    timestamp=_at(1), reasoning="why ✓"),
+            Message("tool", ToolResponse("refund", "c1", "plain ✓", "timeout"), message_id="m2", timestamp=_at(2)),
+            Message("tool", ToolResponse("refund", "c1", '{"ok": true}'), message_id="m3", timestamp=_at(3),
+                    send_to_user=False),
+            Message("assistant", Widget("card", {"title": "Refund"}), message_id="m4", timestamp=_at(4)),
+            Message("assistant", Structured([1, 2.5, None, "x"]), message_id="m5", timestamp=_at(5)),
+            Message("assistant", Redacted("pii", "text"), message_id="m6", timestamp=_at(6)),
+            Message("assistant", ToolCall("secret", "c2", {"ssn": 1}), message_id="m7", timestamp=_at(7),
+                    persist=False, reasoning="r", active_entities=["e"]),
+        ], span_id="span-1", parent_span_id="parent", timestamp=_T, duration_ms=12.7, error=True,  # type: ignore[arg-type]
+            error_type="X", turn_reward=0.25, model=ModelInfo(
+                request_model="gpt", response_model="gpt-1", provider="openai", model_version="v3", input_tokens=10,
+                output_tokens=20, response_id="r1", finish_reason="stop",
+                logprobs=[TokenLogprob("a", -0.5, 7), TokenLogprob("b", -1.0)]),
+            scrub=scrub)),
+        "turn_minimal": ("turn", turn_record("tid", 0, [], span_id="span-0", timestamp=_T)),
+        "end_full": ("trajectory_end", end_record(
+            "tid", "partial", final_reward=0.5, feedback_score=0.25, human_reviewed=True, turn_count=4, error_type="E",
+            error_message="failed for a@b.example", timestamp=_T, scrub=scrub)),
+        "end_minimal": ("trajectory_end", end_record("tid", "success", timestamp=_T)),
+        "feedback_full": ("feedback", feedback_record(
+            "tid", source="reviewer", reward=0.5, score=0.75, human_reviewed=True, reviewer="ann",
+            comment="call +1 415 555 0100", timestamp=_T, scrub=scrub)),
+        "feedback_minimal": ("feedback", feedback_record("tid", timestamp=_T)),
+    }  # fmt: skip
+
+
+def test_the_builders_make_the_python_builders_records_byte_for_byte(built: Path, codec: SingleObjectCodec) -> None:
+    run = _node([str(built / "test-parity" / "records.js")])
+    assert run.returncode == 0, run.stderr
+    typescript: dict[str, str] = json.loads(run.stdout.strip().splitlines()[-1])
+    python = _python_records()
+    assert sorted(typescript) == sorted(python)
+    for key, (name, record) in python.items():
+        expected = codec.encode(name, {**record, "event_id": "event-1"})
+        if typescript[key] != expected.hex():  # show the records, not the bytes
+            ts_record = codec.decode(bytes.fromhex(typescript[key])).record
+            assert ts_record == codec.decode(expected).record, key
+        assert typescript[key] == expected.hex(), key
 
 
 @pytest.mark.timeout(420)
@@ -71,8 +158,8 @@ def test_typescript_trajectories_land_whole(
     ids_file = tmp_path / "ids.json"
     env = {**env_for(settings), "TRAJSTREAM_KAFKA_BOOTSTRAP": settings.bootstrap,
            "TRAJSTREAM_E2E_IDS_FILE": str(ids_file)}  # fmt: skip
-    run = _node(["--test", str(built / "test-e2e")], env=env, timeout=180)
-    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    run = _node(["--test", "--test-reporter=spec", str(built / "test-e2e")], env=env, timeout=180)
+    assert run.returncode == 0, _failures(run)
     ids: dict[str, str] = json.loads(ids_file.read_text())
 
     events = asyncio.run(read(settings, codec, EVENTS_TOPIC))
