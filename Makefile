@@ -16,13 +16,14 @@ PYTEST_ARGS ?=
 SDK_INSTALL :=
 include $(wildcard mk/*.mk)
 
-.PHONY: install venv jars demo test lint imports typecheck compose-check bench lock clean help
+.PHONY: install venv jars demo test contract lint imports typecheck compose-check bench lock clean help
 
 help:
 	@echo "make demo     install what is missing, run the whole pipeline on the example trajectories"
 	@echo "make test     install what is missing, lint, type-check and run the tests"
 	@echo "make bench    run the benchmarks under benchmarks/"
 	@echo "make lock     re-resolve requirements.lock from pyproject.toml"
+	@echo "make contract after a schema change: write the shared vectors and the SDKs' contract tables"
 
 install: venv jars
 
@@ -40,6 +41,13 @@ $(JARS_STAMP): kafka/pom.xml
 	@rm -rf kafka/lib
 	mvn -B -q -f kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/kafka/lib -DincludeScope=runtime
 	@touch $@
+
+# After a schema change: the shared vectors and each SDK's contract table, all from schemas/ (their tests
+# fail while any is stale).
+contract: venv
+	$(BIN)/trajstream schemas vectors
+	$(BIN)/python sdk/rust/gen_contract.py
+	node sdk/typescript/scripts/generate-contract.mjs
 
 lock: venv
 	$(BIN)/uv pip compile -q pyproject.toml --extra dev --generate-hashes --no-emit-package trajstream-sdk -o requirements.lock

@@ -72,11 +72,6 @@ def _require_installed(sdk: Path) -> None:
         pytest.fail(f"{sdk / 'node_modules'} is missing or incomplete: run make sdk-typescript")
 
 
-@pytest.fixture(scope="module")
-def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("clickhouse")
-
-
 def test_node_tests_pass(built: Path) -> None:
     """Vectors (every record and version, decode and encode, byte for byte), the contract table, builders, emitter."""
     run = _node(["--test", "--test-reporter=spec", str(built / "test")])
