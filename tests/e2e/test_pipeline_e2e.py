@@ -38,7 +38,7 @@ TASKS = [
 def pipeline(broker_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, str]]:
     home = tmp_path_factory.mktemp("e2e-home")
     settings = broker_settings.model_copy(update={
-        "topic_prefix": f"e{uuid.uuid4().hex[:8]}.", "home": home, "api_port": free_port(),
+        "topic_prefix": f"e{uuid.uuid4().hex[:8]}.", "home": home, "api_port": free_port(), "gateway_port": free_port(),
         "kafka_bootstrap": broker_settings.bootstrap, "assembly_inactivity_timeout_s": 30.0,
     })  # fmt: skip
     asyncio.run(create_topics(settings))
@@ -156,3 +156,37 @@ def test_the_cli_reads_the_running_pipeline(pipeline: tuple[Settings, str]) -> N
     assert status.returncode == 0, status.stderr
     assert "data" in status.stdout and "trajectories landed" in status.stdout, status.stdout
     assert "Unclosed" not in status.stdout + status.stderr, status.stderr
+
+
+def test_the_gateway_started_by_up_takes_json_and_otlp(pipeline: tuple[Settings, str]) -> None:
+    """`trajstream up` runs the gateway: a trajectory line and an OTLP trace sent to it land in ClickHouse."""
+    settings, url = pipeline
+    gateway = f"http://127.0.0.1:{settings.gateway_port}"
+    tid = str(uuid.uuid4())
+    messages = [{"role": "user", "content": "Reset my password"}, {"role": "assistant", "content": "Done."}]
+    line = {"id": tid, "task": "Reset my password", "agent_id": "gateway-e2e", "messages": messages}
+    assert httpx.post(f"{gateway}/v1/trajectories", json=line, timeout=30).status_code == 200
+    trace_id, root = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    now_ns = time.time_ns()  # rows older than the tables' TTL would be dropped
+    at = [str(now_ns + k * 1_000_000) for k in range(4)]
+    chat = {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}}
+    said = {"key": "gen_ai.input.messages", "value": {"stringValue": json.dumps(
+        [{"role": "user", "parts": [{"type": "text", "content": "Weather in Oslo?"}]}])}}  # fmt: skip
+    answered = {"key": "gen_ai.output.messages", "value": {"stringValue": json.dumps(
+        [{"role": "assistant", "parts": [{"type": "text", "content": "Snow."}]}])}}  # fmt: skip
+    spans = [{"traceId": trace_id, "spanId": root, "name": "invoke_agent oslo", "startTimeUnixNano": at[0],
+              "endTimeUnixNano": at[3], "attributes": [{"key": "gen_ai.operation.name",
+                                                      "value": {"stringValue": "invoke_agent"}}]},
+             {"traceId": trace_id, "spanId": uuid.uuid4().hex[:16], "parentSpanId": root, "name": "chat",
+              "startTimeUnixNano": at[1], "endTimeUnixNano": at[2], "attributes": [chat, said, answered]}]  # fmt: skip
+    body = {"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "oslo"}}]},
+                               "scopeSpans": [{"spans": spans}]}]}  # fmt: skip
+    assert httpx.post(f"{gateway}/v1/traces", json=body, timeout=30).status_code == 200
+    db = settings.clickhouse_database
+    deadline = time.monotonic() + 120
+    rows: list[Any] = []
+    while time.monotonic() < deadline and len(rows) < 2:
+        query = f"SELECT agent_id, task_key FROM {db}.trajectories WHERE agent_id IN ('gateway-e2e', 'oslo')"
+        rows = _post(url, "/sql", {"query": query})["rows"]
+        time.sleep(1)
+    assert sorted(r[0] for r in rows) == ["gateway-e2e", "oslo"], rows

@@ -28,6 +28,8 @@ def env_for(settings: Settings) -> dict[str, str]:
             "TRAJSTREAM_CONTROLLER_PORT": str(settings.controller_port),
             "TRAJSTREAM_TOPIC_PREFIX": settings.topic_prefix,
             "TRAJSTREAM_TOPIC_PARTITIONS": str(settings.topic_partitions),
+            "TRAJSTREAM_API_PORT": str(settings.api_port),
+            "TRAJSTREAM_GATEWAY_PORT": str(settings.gateway_port),
         }
     )
     if settings.kafka_bootstrap:
