@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import ssl
 import subprocess
 import uuid
 from pathlib import Path
@@ -253,3 +254,19 @@ def test_without_a_key_the_gateway_refuses_to_listen_beyond_loopback(topics: Set
     result = subprocess.run([str(trajstream_bin()), "gateway"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "no API key" in result.stderr + result.stdout
+
+
+def test_tls_from_settings_serves_https_only(topics: Settings, codec: SingleObjectCodec, tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)  # fmt: skip
+    tls = {"TRAJSTREAM_GATEWAY_TLS_CERT": str(cert), "TRAJSTREAM_GATEWAY_TLS_KEY": str(key)}
+    _, items = _events(codec)
+    with running_gateway(topics, tmp_path / "gw.log", **tls) as gw:
+        assert gw.url.startswith("https://")
+        sent = httpx.post(f"{gw.url}/v1/events", json={"events": items},
+                          verify=ssl.create_default_context(cafile=str(cert)))  # fmt: skip
+        with pytest.raises(httpx.HTTPError):
+            httpx.post(gw.url.replace("https://", "http://") + "/v1/events", json={"events": items}, timeout=5)
+    assert sent.status_code == 200 and sent.json()["accepted"] == 3
