@@ -209,10 +209,7 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
         await fold_batch(messages, scoring_table, scorer.handle, scorer.dump)
 
     async def trace(messages: list[faust.types.Message]) -> None:
-        def handle(record: Input, state: Any) -> Result:
-            return traces.handle(record, state)
-
-        folded = await fold_batch(messages, trace_table, handle, traces.dump)
+        folded = await fold_batch(messages, trace_table, traces.handle, traces.dump)
         for key, state in folded.items():
             track_trace(key, state)
 
@@ -231,9 +228,7 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
     async def sweep_traces() -> None:
         """Ask the trace stage to publish trajectories whose grace is over, and idle traces whole."""
         if not idle.traces_scanned:
-            for key, value in list(trace_table.items()):
-                if value is not None:
-                    track_trace(key, value)
+            scan_restored(trace_table, track_trace)
             idle.traces_scanned = True
         now_ms = int(time.time() * 1000)
         idle_ms = int(settings.assembly_inactivity_timeout_s * 1000)
@@ -243,6 +238,13 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
                 message = traces.flush_message(trace_id, now_ms, idle=is_idle)
                 await out(message.topic).send(key=message.key, value=message.value)
                 pending_traces.pop(trace_id, None)  # asked once; the answer's state puts it back if need be
+
+    def scan_restored(table: Any, track: Callable[[bytes, Any], None]) -> None:
+        """After a start, what the sweeps watch (open trajectories, traces awaiting publication) is only in
+        the restored table: read it once."""
+        for key, value in list(table.items()):
+            if value is not None:
+                track(key, value)
 
     def track_idle(key: bytes, state: Any) -> None:
         since = assembler.idle_since(state)
@@ -256,10 +258,7 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
     async def sweep() -> None:
         """Ask the agent to close idle trajectories. The agent decides: it owns the state."""
         if not idle.scanned:
-            # After a start the open trajectories are only in the restored table.
-            for key, value in list(assembly_table.items()):
-                if value is not None:
-                    track_idle(key, value)
+            scan_restored(assembly_table, track_idle)
             idle.scanned = True
         now_ms = int(time.time() * 1000)
         timeout_ms = int(settings.assembly_inactivity_timeout_s * 1000)

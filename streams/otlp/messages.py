@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trajstream.errors import SpanContentError
+from trajstream.streams.otlp.values import maybe_json
 from trajstream_sdk.events import Content, Role, Structured, Text, ToolCall, ToolResponse, ToolStatus
 
 # Roles are open strings in the conventions; these are the spellings instrumentations are known to send.
@@ -56,21 +57,12 @@ class Item:
         if isinstance(c, Text):
             body: Any = c.text
         elif isinstance(c, ToolCall):
-            body = [c.name, c.call_id, _canonical(c.arguments)]
+            body = [c.name, c.call_id, maybe_json(c.arguments)]
         elif isinstance(c, ToolResponse):
-            body = [c.call_id, _canonical(c.result)]
+            body = [c.call_id, maybe_json(c.result)]
         else:
-            body = _canonical(getattr(c, "data", None))
+            body = maybe_json(getattr(c, "data", None))
         return self.role, json.dumps([c.kind, body], sort_keys=True, default=str)
-
-
-def _canonical(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
 
 
 def _text(value: Any) -> str:
