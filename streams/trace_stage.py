@@ -108,6 +108,13 @@ class TraceStage:
         new = {span_id: data for span_id, data in incoming.items() if span_id not in held}
         if not new:
             return Result(None)  # a retried export: every span is already here
+        held_bytes = sum(len(data) for data in state["spans"])
+        new_bytes = sum(len(data) for data in new.values())
+        if held_bytes + new_bytes > self.settings.limits.max_trajectory_bytes:
+            # The table entry must fit a changelog record: a trace past the trajectory limit takes no more.
+            reason = (f"the trace would hold {held_bytes + new_bytes} bytes of spans, over "
+                      f"{self.settings.limits.max_trajectory_bytes} (TRAJSTREAM_ASSEMBLY_MAX_BYTES)")  # fmt: skip
+            return self._reject(record, reason, "TraceTooLarge")
         before = {tid: _event_ids(t) for tid, t in self._mapped(list(held.values()), record).items()
                   if tid in state["published"]} if state["published"] else {}  # fmt: skip
         spans = [*state["spans"], *new.values()]

@@ -127,3 +127,14 @@ def test_records_that_are_not_spans_are_dead_lettered(codec: SingleObjectCodec) 
     broken = stage.stage.handle(Input(SETTINGS.topic(OTLP_SPANS_TOPIC), 0, 2, b"ab" * 16,
                                       codec.encode("otlp_spans", body), 0), None)  # fmt: skip
     assert _letters(codec, broken)[0]["error_type"] == "MalformedSpans"
+
+
+def test_a_trace_past_the_trajectory_limit_takes_no_more_spans(codec: SingleObjectCodec) -> None:
+    trace, stage = _trace(), Stage(codec)
+    stage.stage = TraceStage(Settings(max_event_bytes=64 * 1024, assembly_max_bytes=64 * 1024), codec)
+    trace.add("big", "agent", _chat("x" * 40_000), start_ms=50, end_ms=60)
+    trace.add("bigger", "agent", _chat("y" * 40_000), start_ms=61, end_ms=70)
+    assert _letters(codec, stage.spans(trace, ["big"], 1_000)) == []
+    (letter,) = _letters(codec, stage.spans(trace, ["bigger"], 1_100))
+    assert letter["error_type"] == "TraceTooLarge"
+    assert len(stage.stage.load(stage.state, "", 0)["spans"]) == 1  # the state kept what it had
