@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -142,12 +143,14 @@ async def test_a_milvus_server_killed_under_load_and_started_again_loses_no_traj
 
 
 async def test_a_data_worker_whose_milvus_is_down_still_lands_in_clickhouse_and_answers(
-    topics: Settings, codec: SingleObjectCodec, milvus_server: MilvusServer, tmp_path: Path
+    topics: Settings, codec: SingleObjectCodec, milvus_server: MilvusServer, tmp_path: Path, chdb_dir: Path
 ) -> None:
     """Milvus is down from the start: the ClickHouse sink and the API go on; Milvus catches up once it is up."""
+    # In this process, so on the session's chDB directory (chDB opens one per process), a database of its own.
     settings = topics.model_copy(update={
         "home": tmp_path / "home", "milvus_uri": milvus_server.uri, "api_port": free_port(),
-        "clickhouse_dsn": f"chdb://{tmp_path / 'clickhouse'}", "store_open_grace_s": 3.0,
+        "clickhouse_dsn": f"chdb://{chdb_dir}", "clickhouse_database": f"t{uuid.uuid4().hex[:10]}",
+        "store_open_grace_s": 3.0,
         "sink_retry_backoff_s": 0.2, "sink_retry_max_backoff_s": 1.0,
     })  # fmt: skip
     scored = await asyncio.to_thread(_scored, settings, codec, 6)

@@ -17,7 +17,7 @@ from trajstream_sdk.schemas import SchemaCatalog
 EXPECTED = {
     "trajectory_start", "turn", "trajectory_end", "feedback", "dead_letter",
     "assembled_trajectory", "enrichment_request", "enrichment_result", "credit_assignment", "scored_trajectory",
-    "assembly_state", "assembly_control", "scoring_state", "model_version",
+    "assembly_state", "assembly_control", "scoring_state", "model_version", "otlp_spans", "otlp_trace_state",
 }  # fmt: skip
 
 
@@ -26,7 +26,8 @@ def test_every_record_has_a_documented_versioned_schema(catalog: SchemaCatalog) 
     for name in catalog.names:
         for version in catalog.versions(name):
             src = version.source
-            assert src["namespace"] in ("dev.trajstream.events", "dev.trajstream.streams", "dev.trajstream.training")
+            assert src["namespace"] in ("dev.trajstream.events", "dev.trajstream.gateway", "dev.trajstream.streams",
+                                        "dev.trajstream.training")  # fmt: skip
             assert src["trajstream.version"] == version.version
             assert src.get("doc"), f"{name} v{version.version} has no doc"
             undocumented = [f["name"] for f in src["fields"] if not f.get("doc")]

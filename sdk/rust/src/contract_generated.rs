@@ -395,7 +395,7 @@ pub static CONTRACT: &[ContractSchema] = &[
   "trajstream.version": 1,
   "doc": "The trace stage's table entry for one trace: the spans received so far and the trajectories already published from them.",
   "fields": [
-    {"name": "trace_id", "type": "string"},
+    {"name": "trace_id", "type": "string", "doc": "The OTel trace id, 32 lowercase hex digits (the table key)."},
     {"name": "first_seen_ms", "type": "long", "doc": "When the first spans arrived (gateway clock)."},
     {"name": "last_seen_ms", "type": "long", "doc": "When the latest spans arrived: the inactivity sweep's clock."},
     {"name": "spans", "type": {"type": "array", "items": "bytes"}, "default": [], "doc": "Each received span as an OTLP TracesData protobuf holding that one span with its resource and scope; at most one per span id."},
