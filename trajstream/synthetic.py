@@ -22,10 +22,11 @@ from trajstream_sdk.events import (
 
 def tool_trajectory(codec: EventCodec, task: str, tool: str, status: ToolStatus, outcome: Outcome,
                     agent: str = "agent-a", turns: int = 2,
-                    model_version: str | None = None) -> tuple[str, list[tuple[str, bytes]]]:  # fmt: skip
+                    model_version: str | None = None,
+                    trajectory_id: str | None = None) -> tuple[str, list[tuple[str, bytes]]]:  # fmt: skip
     """A trajectory that calls ``tool`` once per turn with the given result status: (topic, value) events
-    (``model_version``: the serving version its turns record)."""
-    tid = str(uuid.uuid4())
+    (``model_version``: the serving version its turns record; ``trajectory_id``: fixed, else random)."""
+    tid = trajectory_id or str(uuid.uuid4())
     events = [
         (EVENTS_TOPIC, codec.encode("trajectory_start", start_record(tid, task, agent_id=agent, domain="support")))
     ]

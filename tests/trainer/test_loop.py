@@ -126,13 +126,19 @@ def test_a_crash_between_checkpoint_and_commit_neither_retrains_nor_skips(
     assert by_version == {v: ["created", "rejected"] for v in ("v2", "v3", "v4")}  # nothing held out to judge on
 
 
-def _served(settings: Settings, codec: SingleObjectCodec, version: str, outcomes: list[bool]) -> list[bytes]:
-    """Scored trajectories served by ``version``, succeeding or failing as given (alternating two tasks)."""
+def _served(settings: Settings, codec: SingleObjectCodec, version: str, outcomes: list[bool], tag: str) -> list[bytes]:
+    """Scored trajectories served by ``version``, succeeding or failing as given (alternating two tasks).
+
+    Their ids are fixed by ``tag``: the gate's held-out split goes by trajectory id, and random ids left a
+    window's training half without a group whose rewards differ now and then (no version cut: a flaky test).
+    """
     pipeline = Pipeline(settings, codec)
     out: list[bytes] = []
     for i, ok in enumerate(outcomes):
+        tid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"test-loop/{tag}/{i}"))
         _, events = tool_trajectory(codec, TASKS[i % 2], "lookup", "success" if ok else "error",
-                                    "success" if ok else "failure", turns=1, model_version=version)  # fmt: skip
+                                    "success" if ok else "failure", turns=1, model_version=version,
+                                    trajectory_id=tid)  # fmt: skip
         out += pipeline.run(events)
     return out
 
@@ -149,11 +155,13 @@ def test_a_worse_candidate_that_passes_the_gate_is_rolled_back_live(
     })  # fmt: skip
     mixed = [True, False, False, True] * 3
     windows = [
-        _served(settings, codec, "v1", mixed),  # trains; v2 passes the gate and becomes a canary
-        _served(settings, codec, "v2", [False] * 6) + _served(settings, codec, "v1", [True] * 6),  # v2 loses
-        _served(settings, codec, "v1", mixed),  # v3 passes the gate: a canary
-        _served(settings, codec, "v3", [True] * 6) + _served(settings, codec, "v1", [True] * 6),  # v3 holds
-        _served(settings, codec, "v3", [False] * 12),  # deployed v3 falls below v1's canary-time reward
+        _served(settings, codec, "v1", mixed, "w1"),  # trains; v2 passes the gate and becomes a canary
+        _served(settings, codec, "v2", [False] * 6, "w2a")
+        + _served(settings, codec, "v1", [True] * 6, "w2b"),  # v2 loses
+        _served(settings, codec, "v1", mixed, "w3"),  # v3 passes the gate: a canary
+        _served(settings, codec, "v3", [True] * 6, "w4a")
+        + _served(settings, codec, "v1", [True] * 6, "w4b"),  # v3 holds
+        _served(settings, codec, "v3", [False] * 12, "w5"),  # deployed v3 falls below v1's canary-time reward
     ]
     registry = Registry(settings.registry_dir, settings.trainer_model_name)
     states: list[tuple[str | None, str | None]] = []
