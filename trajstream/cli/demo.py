@@ -24,7 +24,8 @@ def run_demo(settings: Settings, file: Path, out: Console, err: Console) -> None
     t0 = time.monotonic()
     up(settings, lambda msg: err.print(f"[dim]{msg}[/]"))
     out.print(f"[bold]1. pipeline up[/] in {time.monotonic() - t0:.1f}s: broker, topics, streams, enrichment, "
-              "sinks and data API (`trajstream status`)")  # fmt: skip
+              "sinks and data API, and the gateway for any runtime on "
+              f"http://{settings.gateway_host}:{settings.gateway_port} (`trajstream status`)")  # fmt: skip
     summary = asyncio.run(_emit(settings, file))
     out.print(
         f"[bold]2. emit[/] {file.name}: {summary.lines} lines, {summary.trajectories} trajectories, "
