@@ -248,7 +248,7 @@ async def _stream(request: web.Request, client: httpx.AsyncClient, url: str, hea
         await response.prepare(request)
         assembled = StreamedCompletion()
         done = False
-        async for line in _lines(upstream.aiter_lines()):
+        async for line in upstream.aiter_lines():
             if line.startswith("data:"):
                 data = line[5:].strip()
                 if data == "[DONE]":
@@ -267,11 +267,6 @@ async def _stream(request: web.Request, client: httpx.AsyncClient, url: str, hea
             await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
-
-
-async def _lines(source: AsyncIterator[str]) -> AsyncIterator[str]:
-    async for line in source:
-        yield line
 
 
 async def end_trajectory(request: web.Request) -> web.Response:

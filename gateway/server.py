@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import ssl
 import time
@@ -209,7 +208,3 @@ async def serve(settings: Settings, stop: asyncio.Event, ready: asyncio.Event | 
     finally:
         await runner.cleanup()  # stops taking requests and lets the ones in progress finish
         await publisher.stop()
-
-
-def describe(settings: Settings) -> str:
-    return json.dumps({"host": settings.gateway_host, "port": settings.gateway_port})
