@@ -9,8 +9,12 @@ import json
 import os
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 
@@ -20,6 +24,7 @@ from tests.support.landing import Landed, land, landing_settings
 from tests.support.openai_server import OpenAIServer, Reply, openai_server_fixture  # noqa: F401
 from tests.support.otel_agent import QUESTION, SYSTEM, WEATHER
 from trajstream.settings import Settings
+from trajstream.streams.otlp.boundaries import NAMESPACE
 from trajstream.streams.otlp.mapping import map_trace
 from trajstream.streams.otlp.spans import spans_of
 from trajstream_sdk.codec import SingleObjectCodec
@@ -83,3 +88,46 @@ def test_three_python_instrumentations_land_whole_through_the_gateway(
     landed = land(settings, codec, ids.values(), tmp_path / "worker.log")
     for instrumentation, tid in ids.items():
         _check_whole(landed[tid], instrumentation)
+
+
+def test_spans_of_one_trace_split_across_two_gateway_replicas_make_one_trajectory(
+    topics: Settings, codec: SingleObjectCodec, tmp_path: Path, chdb_dir: Path
+) -> None:
+    """Two gateways, each taking part of a trace in requests of their own (the children first, the agent span
+    last, as exporters send them): the trace stage puts it together, and one whole trajectory lands."""
+    settings = landing_settings(topics, chdb_dir)
+    trace_id, agent_id = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    now = time.time_ns()
+
+    def span(span_id: str, name: str, start: int, end: int, attributes: dict[str, str], parent: str | None) -> Any:
+        doc = {"traceId": trace_id, "spanId": span_id, "name": name, "startTimeUnixNano": str(now + start * 10**6),
+               "endTimeUnixNano": str(now + end * 10**6),
+               "attributes": [{"key": k, "value": {"stringValue": v}} for k, v in attributes.items()]}  # fmt: skip
+        if parent:
+            doc["parentSpanId"] = parent
+        return doc
+
+    def chat(question: str, answer: str) -> dict[str, str]:
+        asked = [{"role": "user", "parts": [{"type": "text", "content": question}]}]
+        said = [{"role": "assistant", "parts": [{"type": "text", "content": answer}]}]
+        return {"gen_ai.operation.name": "chat", "gen_ai.input.messages": json.dumps(asked),
+                "gen_ai.output.messages": json.dumps(said)}  # fmt: skip
+
+    def body(spans: list[Any]) -> dict[str, Any]:
+        return {"resourceSpans": [{"resource": {"attributes": [{"key": "service.name",
+                                                                "value": {"stringValue": "replicas"}}]},
+                                   "scopeSpans": [{"spans": spans}]}]}  # fmt: skip
+
+    first = span(uuid.uuid4().hex[:16], "chat", 10, 20, chat("One?", "Yes."), agent_id)
+    second = span(uuid.uuid4().hex[:16], "chat", 30, 40, chat("Two?", "No."), agent_id)
+    agent = span(agent_id, "invoke_agent replicas", 0, 50, {"gen_ai.operation.name": "invoke_agent"}, None)
+    with running_gateway(settings, tmp_path / "a.log") as a, running_gateway(settings, tmp_path / "b.log") as b:
+        assert httpx.post(f"{a.url}/v1/traces", json=body([first])).status_code == 200
+        assert httpx.post(f"{b.url}/v1/traces", json=body([second])).status_code == 200
+        assert httpx.post(f"{b.url}/v1/traces", json=body([agent])).status_code == 200
+        assert httpx.post(f"{a.url}/v1/traces", json=body([first])).status_code == 200  # a retried export
+    tid = str(uuid.uuid5(NAMESPACE, f"{trace_id}:{agent_id}"))
+    landed = land(settings, codec, [tid], tmp_path / "worker.log")[tid]
+    assert [(m["turn_index"], m["role"], m["text"]) for m in landed.messages] == [
+        (0, "user", "One?"), (0, "assistant", "Yes."), (1, "user", "Two?"), (1, "assistant", "No.")]  # fmt: skip
+    assert landed.trajectory["agent_id"] == "replicas" and landed.trajectory["outcome"] == "success"
