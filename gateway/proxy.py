@@ -28,6 +28,7 @@ import httpx
 from aiohttp import web
 
 from trajstream.gateway.access import API_KEY, authorize
+from trajstream.gateway.context import GATEWAY
 from trajstream.gateway.publisher import Record
 from trajstream.topics import EVENTS_TOPIC
 from trajstream_sdk.events import ENVIRONMENTS, OUTCOMES, end_record, start_record, turn_record
@@ -74,8 +75,6 @@ def _naming(request: web.Request, body: dict[str, Any]) -> Naming | None:
 
 
 def _upstream(request: web.Request) -> tuple[str, dict[str, str]]:
-    from trajstream.gateway.server import GATEWAY
-
     gw = request.app[GATEWAY]
     settings = gw.settings
     if not settings.gateway_upstream_url:
@@ -198,8 +197,6 @@ class StreamedCompletion:
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    from trajstream.gateway.server import GATEWAY
-
     gw = request.app[GATEWAY]
     try:
         body = json.loads(await request.read())
@@ -232,8 +229,6 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 async def _stream(request: web.Request, client: httpx.AsyncClient, url: str, headers: dict[str, str],
                   body: dict[str, Any], naming: Naming | None, topic: str,
                   started: float) -> web.StreamResponse:  # fmt: skip
-    from trajstream.gateway.server import GATEWAY
-
     gw = request.app[GATEWAY]
     async with client.stream("POST", url, json=body, headers=headers) as upstream:
         if upstream.status_code != 200:
@@ -270,8 +265,6 @@ async def _stream(request: web.Request, client: httpx.AsyncClient, url: str, hea
 
 
 async def end_trajectory(request: web.Request) -> web.Response:
-    from trajstream.gateway.server import GATEWAY
-
     gw = request.app[GATEWAY]
     tid = request.match_info["trajectory_id"]
     try:

@@ -64,15 +64,13 @@ class Batch:
 def _items(body: bytes, field_name: str) -> list[Any]:
     """The request's items: a JSON object holding a list under ``field_name``, a JSON list, or JSON lines."""
     text = body.decode("utf-8")
-    stripped = text.lstrip()
-    if stripped.startswith("{") and "\n" in stripped.strip():
-        # Several objects, one per line (the emit file format), unless it is one object over many lines.
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError:
-            return [line for line in text.splitlines() if line.strip()]
-    else:
+    try:
         doc = json.loads(text)
+    except json.JSONDecodeError:
+        lines = [line for line in text.splitlines() if line.strip()]
+        if len(lines) < 2:
+            raise
+        return lines  # one object per line (the emit file format); each is checked on its own
     if isinstance(doc, dict) and isinstance(doc.get(field_name), list):
         return list(doc[field_name])
     if isinstance(doc, list):

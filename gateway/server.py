@@ -8,51 +8,25 @@ import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from trajstream.errors import DeliveryError
-from trajstream.gateway import otlp
+from trajstream.gateway import otlp, proxy
 from trajstream.gateway.access import API_KEY, Denied, authenticate, authorize, check_listen
+from trajstream.gateway.context import GATEWAY, Gateway
 from trajstream.gateway.keys import KeyStore
 from trajstream.gateway.publisher import Overloaded, Publisher, Record
 from trajstream.gateway.records import Batch, events_batch, trajectories_batch
 from trajstream.parts import mark_ready
 from trajstream.settings import Settings
-from trajstream.topics import DEAD_LETTER_TOPIC, OTLP_SPANS_TOPIC
-from trajstream_sdk.codec import EventCodec, codec_for
-from trajstream_sdk.events import dead_letter_record
-from trajstream_sdk.schemas import DEAD_LETTER, OTLP_SPANS
+from trajstream.topics import OTLP_SPANS_TOPIC
+from trajstream_sdk.codec import codec_for
+from trajstream_sdk.schemas import OTLP_SPANS
 
 log = logging.getLogger(__name__)
-STAGE = "gateway"
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass
-class Gateway:
-    """What every route shares."""
-
-    settings: Settings
-    codec: EventCodec
-    publisher: Publisher
-    keys: KeyStore
-
-    def letter(self, source: str, reason: str, payload: bytes, key: str | None, error_type: str) -> Record:
-        record = dead_letter_record(stage=STAGE, reason=reason, error_type=error_type, source=f"http:{source}",
-                                    trajectory_id=None, key=key.encode() if key else None, payload=payload,
-                                    max_payload_bytes=self.codec.limits.dead_letter_payload_bytes)  # fmt: skip
-        data = self.codec.encode(DEAD_LETTER, record)
-        return Record(self.settings.topic(DEAD_LETTER_TOPIC), key.encode() if key else None, data)
-
-    def retry_after(self) -> dict[str, str]:
-        return {"Retry-After": str(self.settings.gateway_retry_after_s)}
-
-
-GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
 
 
 def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -174,8 +148,6 @@ def build_app(gateway: Gateway) -> web.Application:
     app.router.add_post("/v1/traces", traces)
     app.router.add_post("/v1/events", events)
     app.router.add_post("/v1/trajectories", trajectories)
-    from trajstream.gateway import proxy
-
     proxy.add_routes(app)
     return app
 

@@ -14,9 +14,10 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from tests.support.streams import read
+from trajstream.gateway.context import Gateway
 from trajstream.gateway.keys import KeyStore
 from trajstream.gateway.publisher import Publisher
-from trajstream.gateway.server import Gateway, build_app
+from trajstream.gateway.server import build_app
 from trajstream.settings import Settings
 from trajstream.topics import EVENTS_TOPIC
 from trajstream_sdk.codec import SingleObjectCodec
