@@ -21,7 +21,7 @@ from trajstream_sdk.schemas import CREDIT_ASSIGNMENT, ENRICHMENT_RESULT
 COLUMNS: dict[str, list[str]] = {
     "trajectories": [
         "trajectory_id", "version", "ended_at", "started_at", "scored_at", "agent_id", "domain", "environment",
-        "task_key", "task", "outcome", "reward", "reward_function", "turn_count", "tool_calls", "tool_errors",
+        "task_key", "task", "tags", "outcome", "reward", "reward_function", "turn_count", "tool_calls", "tool_errors",
         "duration_ms", "model_version", "parent_trajectory_id", "timed_out", "extractor", "entities", "reason",
         "source_partition", "source_offset",
     ],
@@ -30,7 +30,8 @@ COLUMNS: dict[str, list[str]] = {
     ],
     "turns": [
         "trajectory_id", "turn_index", "timestamp", "duration_ms", "error", "error_type", "turn_reward", "model",
-        "model_version", "air", "message_count", "agent_id", "domain", "task_key", "outcome", "reward", "first_version",
+        "model_version", "input_tokens", "output_tokens", "air", "message_count", "agent_id", "domain", "task_key",
+        "outcome", "reward", "first_version",
     ],
     "messages": [
         "trajectory_id", "turn_index", "seq", "timestamp", "role", "kind", "text", "tool_name", "call_id",
@@ -59,6 +60,9 @@ COLUMNS: dict[str, list[str]] = {
     "dead_letters": [
         "failed_at", "stage", "error_type", "reason", "source", "source_partition", "source_offset",
         "trajectory_id", "payload_bytes", "input_bytes", "payload_cut", "dlq_partition", "dlq_offset",
+    ],
+    "model_versions": [
+        "at", "model_name", "version", "number", "parent", "event", "metrics", "reason", "canary_share", "windows",
     ],
 }  # fmt: skip
 
@@ -116,6 +120,7 @@ def scored_rows(scored: Mapping[str, Any], codec: EventCodec, source_partition: 
             "error_type": record.get("error_type") or "", "turn_reward": record.get("turn_reward"),
             "model": model.get("response_model") or model.get("request_model") or "",
             "model_version": step.model_version or "",
+            "input_tokens": model.get("input_tokens"), "output_tokens": model.get("output_tokens"),
             "air": float(turn_air), "message_count": len(step.messages), "first_version": version,
             **attrs,
         })  # fmt: skip
@@ -155,6 +160,7 @@ def scored_rows(scored: Mapping[str, Any], codec: EventCodec, source_partition: 
     rows.add("trajectories", {
         "trajectory_id": tid, "version": version, "ended_at": ended, "started_at": started,
         "scored_at": scored["scored_at"], "environment": view["environment"] or "", "task": view.task_description,
+        "tags": list(view["tags"] or []),
         "reward_function": scored["reward_function"], "turn_count": len(view.steps), "tool_calls": tool_calls,
         "tool_errors": tool_errors, "duration_ms": max(0, _ms(ended) - _ms(started)),
         "parent_trajectory_id": view["parent_trajectory_id"] or "", "timed_out": bool(view["timed_out"]),
@@ -216,4 +222,14 @@ def dead_letter_row(letter: Mapping[str, Any], partition: int, offset: int) -> d
         # A letter written before dead_letter v2 has no size: it carried its input whole.
         "input_bytes": letter["payload_size"] if letter["payload_size"] is not None else carried,
         "payload_cut": letter["payload_cut"], "dlq_partition": partition, "dlq_offset": offset,
+    }  # fmt: skip
+
+
+def model_version_row(event: Mapping[str, Any]) -> dict[str, Any]:
+    """One event of the trainer's model.versions topic (schema model_version)."""
+    return {
+        "at": event["at"], "model_name": event["model_name"], "version": event["version"], "number": event["number"],
+        "parent": event["parent"] or "", "event": event["event"], "metrics": dict(event["metrics"]),
+        "reason": event["reason"], "canary_share": float(event.get("canary_share") or 0.0),
+        "windows": len(event["windows"]),
     }  # fmt: skip

@@ -1,4 +1,4 @@
-"""The ClickHouse sink: scored trajectories and dead letters from Kafka into ClickHouse.
+"""The ClickHouse sink: scored trajectories, dead letters and model versions from Kafka into ClickHouse.
 
 A ``BatchSink`` (trajstream.sink): the base batches by size and time, retries a failed batch,
 dead-letters what cannot become rows and commits offsets only after every insert of the batch has
@@ -15,16 +15,24 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from trajstream.consumers.clickhouse_rows import COLUMNS, Rows, dead_letter_row, delta_rows, scored_rows
+from trajstream.consumers.clickhouse_rows import (
+    COLUMNS,
+    Rows,
+    dead_letter_row,
+    delta_rows,
+    model_version_row,
+    scored_rows,
+)
 from trajstream.settings import Settings
 from trajstream.sink import BatchSink, Record, Rejected, Written
-from trajstream.topics import CLICKHOUSE_SINK_GROUP, DEAD_LETTER_TOPIC, SCORED
+from trajstream.topics import CLICKHOUSE_SINK_GROUP, DEAD_LETTER_TOPIC, MODEL_VERSIONS, SCORED
 from trajstream_sdk.codec import EventCodec, codec_for
-from trajstream_sdk.schemas import DEAD_LETTER, SCORED_TRAJECTORY
+from trajstream_sdk.schemas import DEAD_LETTER, MODEL_VERSION, SCORED_TRAJECTORY
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +48,11 @@ KEYS: dict[str, tuple[str, ...]] = {
     "decisions": ("trajectory_id", "version", "prompt_version", "extractor", "step_index"),
     "entities": ("trajectory_id", "version", "prompt_version", "extractor", "name"),
     "dead_letters": ("dlq_partition", "dlq_offset"),
+    "model_versions": ("model_name", "version", "event", "at"),
 }
 # Insert order: the rollups' source goes last, so a failure earlier leaves nothing half-counted.
-ORDER = ("dead_letters", "turns", "messages", "tool_calls", "rewards", "credits", "decisions", "entities",
-         "trajectories", "trajectory_deltas")  # fmt: skip
+ORDER = ("dead_letters", "model_versions", "turns", "messages", "tool_calls", "rewards", "credits", "decisions",
+         "entities", "trajectories", "trajectory_deltas")  # fmt: skip
 
 
 @dataclass
@@ -61,15 +70,26 @@ def _key(values: Iterable[Any]) -> str:
     return "\x1f".join(str(v) for v in values)
 
 
+def _ms(value: datetime) -> int:
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)  # ClickHouse's are UTC
+    return int(aware.timestamp() * 1000)
+
+
+def _plain(value: Any) -> Any:
+    """A key part as ``_key`` compares it: a time as epoch milliseconds, whoever made it."""
+    return _ms(value) if isinstance(value, datetime) else value
+
+
 class ClickHouseSink(BatchSink):
     stage = "sink-clickhouse"
 
     def __init__(self, settings: Settings, client: Client, codec: EventCodec | None = None):
         codec = codec or codec_for(settings)
         self.scored_topic = settings.topic(SCORED)
+        self.versions_topic = settings.topic(MODEL_VERSIONS)
         super().__init__(
             settings, codec, group=settings.consumer_group(CLICKHOUSE_SINK_GROUP),
-            topics=(self.scored_topic, settings.topic(DEAD_LETTER_TOPIC)),
+            topics=(self.scored_topic, settings.topic(DEAD_LETTER_TOPIC), self.versions_topic),
             batch_rows=settings.sink_batch_rows, batch_seconds=settings.sink_batch_seconds,
         )  # fmt: skip
         self.client = client
@@ -103,6 +123,11 @@ class ClickHouseSink(BatchSink):
                 if r.topic == self.dlq_topic:
                     letter = self.codec.decode(r.value, expect=DEAD_LETTER).record
                     rows.add("dead_letters", dead_letter_row(letter, r.partition, r.offset))
+                    continue
+                if r.topic == self.versions_topic:
+                    rows.add(
+                        "model_versions", model_version_row(self.codec.decode(r.value, expect=MODEL_VERSION).record)
+                    )
                     continue
                 event = self.codec.decode(r.value, expect=SCORED_TRAJECTORY).record
                 these, attrs = scored_rows(event, self.codec, r.partition, r.offset)
@@ -183,14 +208,28 @@ class ClickHouseSink(BatchSink):
         )
         return {_key(row) for row in found}
 
+    def _versions_present(self, keys: set[tuple[Any, ...]]) -> set[str]:
+        """Model-version events already landed (a re-delivered batch): keyed by model, version, event and time."""
+        found = self._select(
+            f"SELECT model_name, version, event, at FROM {self.db}.model_versions WHERE model_name IN "
+            "{m:Array(String)} AND version IN {v:Array(String)}",
+            {"m": sorted({k[0] for k in keys}), "v": sorted({k[1] for k in keys})},
+        )
+        return {_key((m, v, e, _ms(at))) for m, v, e, at in found}
+
     def _insert(self, rows: Rows, present: dict[str, set[str]]) -> None:
         for table in ORDER:
             batch = rows.tables[table]
             if not batch:
                 continue
             positions = [COLUMNS[table].index(k) for k in KEYS[table]]
-            keys = [tuple(row[i] for i in positions) for row in batch]
-            there = present[table] if table in present else self._dead_letters_present(set(keys))
+            keys = [tuple(_plain(row[i]) for i in positions) for row in batch]
+            if table in present:
+                there = present[table]
+            elif table == "model_versions":
+                there = self._versions_present(set(keys))
+            else:
+                there = self._dead_letters_present(set(keys))
             new: list[list[Any]] = []
             seen: set[str] = set()
             for row, key in zip(batch, keys, strict=True):

@@ -49,6 +49,11 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def size_bytes(info: VersionInfo) -> int:
+    """Bytes a version's weights take on disk (an adapter alone, for a LoRA version)."""
+    return sum(f.stat().st_size for f in (Path(info.path) / "model").rglob("*") if f.is_file())
+
+
 class Registry:
     def __init__(self, root: Path, model_name: str):
         self.model_name = model_name
@@ -123,6 +128,8 @@ class Registry:
         tokenizer.save_pretrained(path / "tokenizer")
         info = VersionInfo(self.model_name, name, number, parent, str(path.resolve()), int(time.time() * 1000),
                            list(windows), base, {k: float(v) for k, v in metrics.items()})  # fmt: skip
+        # Its size travels with its other metrics (model.versions, the console): readers may not see the files.
+        info.metrics["size_bytes"] = float(size_bytes(info))
         info.history.append({"event": "created", "at_ms": info.created_at_ms, "reason": ""})
         self._write(info)  # last: a version is listed only once its files are complete
         return info

@@ -61,8 +61,3 @@ def load_version(info: VersionInfo, trainable_adapter: bool = False) -> Any:
 def base_of(info: VersionInfo) -> str:
     """The full weights a LoRA line's adapters apply to: a LoRA version's base, or a full version itself."""
     return info.base if info.base is not None else str(Path(info.path) / "model")
-
-
-def size_bytes(info: VersionInfo) -> int:
-    """Bytes a version's weights take on disk (an adapter alone, for a LoRA version)."""
-    return sum(f.stat().st_size for f in (Path(info.path) / "model").rglob("*") if f.is_file())

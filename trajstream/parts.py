@@ -32,6 +32,7 @@ from trajstream.topics import (
     ENRICHMENT_RESULTS,
     EVENTS_TOPIC,
     FEEDBACK_TOPIC,
+    MODEL_VERSIONS,
     OTLP_SPANS_TOPIC,
     SCORED,
     faust_app_id,
@@ -52,7 +53,8 @@ PARTS = (
     Part("streams", ("worker", "streams", "--loglevel", "info"), faust_app_id,
          (EVENTS_TOPIC, FEEDBACK_TOPIC, ASSEMBLY_CONTROL_TOPIC, ASSEMBLED, ENRICHMENT_RESULTS, OTLP_SPANS_TOPIC)),
     Part("enrich", ("worker", "enrich"), lambda s: s.consumer_group(ENRICHMENT_GROUP), (ENRICHMENT_REQUESTS,)),
-    Part("data", ("worker", "data"), lambda s: s.consumer_group(CLICKHOUSE_SINK_GROUP), (SCORED, DEAD_LETTER_TOPIC)),
+    Part("data", ("worker", "data"), lambda s: s.consumer_group(CLICKHOUSE_SINK_GROUP),
+         (SCORED, DEAD_LETTER_TOPIC, MODEL_VERSIONS)),
     Part("gateway", ("gateway",), lambda s: "", ()),  # reads no topic: no lag
 )  # fmt: skip
 

@@ -22,20 +22,25 @@ from trajstream_sdk.events import (
 
 def tool_trajectory(codec: EventCodec, task: str, tool: str, status: ToolStatus, outcome: Outcome,
                     agent: str = "agent-a", turns: int = 2,
-                    model_version: str | None = None,
-                    trajectory_id: str | None = None) -> tuple[str, list[tuple[str, bytes]]]:  # fmt: skip
+                    model_version: str | None = None, trajectory_id: str | None = None,
+                    tags: tuple[str, ...] = (), model: str | None = None,
+                    tokens: tuple[int, int] | None = None) -> tuple[str, list[tuple[str, bytes]]]:  # fmt: skip
     """A trajectory that calls ``tool`` once per turn with the given result status: (topic, value) events
-    (``model_version``: the serving version its turns record; ``trajectory_id``: fixed, else random)."""
+    (``model_version``: the serving version its turns record; ``trajectory_id``: fixed, else random;
+    ``model`` and ``tokens``: the model and the input and output tokens each turn records)."""
     tid = trajectory_id or str(uuid.uuid4())
-    events = [
-        (EVENTS_TOPIC, codec.encode("trajectory_start", start_record(tid, task, agent_id=agent, domain="support")))
-    ]
+    start = start_record(tid, task, agent_id=agent, domain="support", tags=tags)
+    events = [(EVENTS_TOPIC, codec.encode("trajectory_start", start))]
     for i in range(turns):
         messages = [Message.text("user", f"{task} (step {i})"), Message("assistant", ToolCall(tool, f"c{i}", {"n": i}))]
         if i:
             messages.insert(0, Message("tool", ToolResponse(tool, f"c{i - 1}", {"ok": status == "success"}, status)))
-        model = ModelInfo(model_version=model_version) if model_version else None
-        events.append((EVENTS_TOPIC, codec.encode("turn", turn_record(tid, i, messages, duration_ms=100, model=model))))
+        info = None
+        if model_version or model or tokens:
+            used = tokens or (None, None)
+            info = ModelInfo(response_model=model, model_version=model_version, input_tokens=used[0],
+                             output_tokens=used[1])  # fmt: skip
+        events.append((EVENTS_TOPIC, codec.encode("turn", turn_record(tid, i, messages, duration_ms=100, model=info))))
     events.append((EVENTS_TOPIC, codec.encode("trajectory_end", end_record(tid, outcome, turn_count=turns))))
     return tid, events
 

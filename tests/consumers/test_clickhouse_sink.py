@@ -45,7 +45,8 @@ def _scored_corpus(settings: Settings, codec: SingleObjectCodec) -> tuple[list[b
     for n in range(6):
         ok = n % 3 != 2
         tid, events = tool_trajectory(codec, f"Refund order {n}", "lookup", "success" if ok else "error",
-                                      "success" if ok else "failure", turns=3)  # fmt: skip
+                                      "success" if ok else "failure", turns=3, tags=("beta", f"n{n}"),
+                                      model="gpt-test", tokens=(100 + n, 10))  # fmt: skip
         outcomes[tid] = "success" if ok else "failure"
         scored += pipeline.run(events)
     first = next(iter(outcomes))
@@ -79,7 +80,11 @@ def _counts(client: Any, db: str) -> dict[str, Any]:
         "tool_calls": one(f"SELECT count() FROM {db}.tool_calls"),
         "rollup_trajectories": one(f"SELECT sum(trajectories) FROM {db}.trajectory_metrics_minute"),
         "rollup_successes": one(f"SELECT sum(successes) FROM {db}.trajectory_metrics_minute"),
-        "tool_errors": one(f"SELECT countIfMerge(errors) FROM {db}.tool_metrics_minute"),
+        "tool_errors": one(f"SELECT sum(errors) + sum(timeouts) FROM {db}.tool_stats_minute"),
+        "tool_calls_rollup": one(f"SELECT sum(calls) FROM {db}.tool_stats_minute"),
+        "model_turns": one(f"SELECT sum(turns) FROM {db}.model_metrics_minute"),
+        "tokens": one(f"SELECT (sum(input_tokens), sum(output_tokens)) FROM {db}.model_metrics_minute"),
+        "model_versions": one(f"SELECT count() FROM {db}.model_versions"),
         "dead_letters": one(f"SELECT count() FROM {db}.dead_letters"),
         "decisions": one(f"SELECT count() FROM {db}.decisions"),
     }
@@ -96,6 +101,8 @@ def test_scored_trajectories_land_once_and_rollups_count_each_trajectory_once(
                                 max_payload_bytes=codec.limits.dead_letter_payload_bytes)  # fmt: skip
     messages = [("trajectories.scored", b"k", v) for v in scored]
     messages += [
+        ("model.versions", b"policy", codec.encode("model_version", _version_event("v1", "created"))),
+        ("model.versions", b"policy", codec.encode("model_version", _version_event("v1", "deployed"))),
         ("trajectories.scored", b"garbage", b"not avro"),
         ("deadletter", None, codec.encode("dead_letter", letter)),
     ]
@@ -111,7 +118,13 @@ def test_scored_trajectories_land_once_and_rollups_count_each_trajectory_once(
     assert counts["rollup_successes"] == sum(o == "success" for o in outcomes.values())
     assert counts["turns"] == 6 * 3  # turns land once, not once per version
     assert counts["tool_calls"] == 6 * 3  # two answered calls and one never answered per trajectory
-    assert counts["tool_errors"] == 2 * 2
+    assert counts["tool_errors"] == 2 * 2 and counts["tool_calls_rollup"] == 6 * 3
+    # Tokens, tags and the trainer's model versions, for the console's Models and Trainer pages.
+    assert counts["model_turns"] == 18 and counts["tokens"] == (3 * sum(100 + n for n in range(6)), 18 * 10)
+    assert counts["model_versions"] == 2
+    db = settings.clickhouse_database
+    tags = client.query(f"SELECT DISTINCT arrayJoin(tags) FROM {db}.trajectories").result_rows
+    assert {t for (t,) in tags} == {"beta", *(f"n{n}" for n in range(6))}
     assert counts["decisions"] > 0
     sizes = stored_bytes(client, settings.clickhouse_database)
     assert sizes["trajectories"][0] == 7 and sizes["turns"][0] == 18 and sizes["turns"][1] > 0
@@ -125,9 +138,9 @@ def test_scored_trajectories_land_once_and_rollups_count_each_trajectory_once(
     assert sink.stats.rejected == 1
 
     # Re-delivery: the same records again (a producer retry, a replay) change nothing.
-    asyncio.run(publish(settings, messages[:7]))
+    asyncio.run(publish(settings, messages[:9]))
     again = ClickHouseSink(settings, client, codec)
-    asyncio.run(_drain(settings, again, 7))
+    asyncio.run(_drain(settings, again, 9))
     assert _counts(client, settings.clickhouse_database) == counts
     assert again.stats.repeats == 7
 
@@ -195,6 +208,13 @@ def test_turns_carry_the_air_that_scoring_computed_not_the_sinks_settings(
     sql = f"SELECT turn_index, air FROM {db}.turns WHERE trajectory_id = {{t:String}} ORDER BY turn_index"
     rows = client.query(sql, parameters={"t": tid}).result_rows
     assert [(int(i), round(float(a), 6)) for i, a in rows] == [(0, 0.0), (1, -0.9), (2, -0.9)]
+
+
+def _version_event(version: str, event: str) -> dict[str, Any]:
+    return {"model_name": "policy", "version": version, "number": int(version[1:]), "parent": None, "event": event,
+            "at": datetime(2026, 11, 29, 9, 0, tzinfo=UTC), "path": "/models/policy/v1", "windows": ["w1"],
+            "metrics": {"heldout_reward": 0.5, "size_bytes": 1024.0}, "reason": "gate: better", "base": None,
+            "canary_share": 0.0}  # fmt: skip
 
 
 def _record(topic: str, partition: int, offset: int, value: bytes) -> Any:
@@ -286,7 +306,7 @@ def test_dead_letters_land_with_the_size_of_their_whole_input(
     client.insert(f"{db}.dead_letters", [[datetime.now(UTC), "emit", "Old", "landed before", "x", -1, 1, "", 5, 0, 0]],
                   column_names=old_columns)  # fmt: skip
     monkeypatch.undo()
-    assert [m.version for m in migrate(client, sink_settings)] == [2]
+    assert [m.version for m in migrate(client, sink_settings)] == [2, 3]
 
     def letter(payload: bytes) -> dict[str, Any]:
         return dead_letter_record(stage="sink", reason="r", error_type="Test", source="x", payload=payload,

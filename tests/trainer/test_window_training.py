@@ -18,9 +18,9 @@ from trajstream.topics import EVENTS_TOPIC
 from trajstream.trainer import window_training
 from trajstream.trainer.config import TrainerSettings
 from trajstream.trainer.live import RewardStats
-from trajstream.trainer.registry import Registry
+from trajstream.trainer.registry import Registry, size_bytes
 from trajstream.trainer.tiny import build_model, build_tokenizer, words
-from trajstream.trainer.weights import ADAPTER_CONFIG, load_version, size_bytes
+from trajstream.trainer.weights import ADAPTER_CONFIG, load_version
 from trajstream.trainer.window_training import WindowTrainer
 from trajstream_sdk.codec import SingleObjectCodec
 from trajstream_sdk.events import Message, ModelInfo, ToolCall, ToolResponse, end_record, start_record, turn_record

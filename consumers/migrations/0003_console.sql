@@ -1,0 +1,103 @@
+-- What the web console and the Grafana dashboards read (issue 14). Rows landed before this migration
+-- have no tags and no token counts (the defaults say so); the new rollups are filled from the stored
+-- rows here, before the sink starts, so they count those rows once.
+
+ALTER TABLE {db}.trajectories ADD COLUMN IF NOT EXISTS tags Array(String) AFTER task;
+ALTER TABLE {db}.turns ADD COLUMN IF NOT EXISTS input_tokens Nullable(UInt64) AFTER model_version;
+ALTER TABLE {db}.turns ADD COLUMN IF NOT EXISTS output_tokens Nullable(UInt64) AFTER input_tokens;
+
+-- Every event of the trainer's model.versions topic (created, deployed, rejected, rolled_back). The topic
+-- is compacted to the latest event per model, so the history lives here.
+CREATE TABLE IF NOT EXISTS {db}.model_versions
+(
+    at DateTime64(3, 'UTC'),
+    model_name LowCardinality(String),
+    version String,
+    number UInt32,
+    parent String,
+    event LowCardinality(String),
+    metrics Map(String, Float64),
+    reason String,
+    canary_share Float64,
+    windows UInt32
+)
+ENGINE = MergeTree
+ORDER BY (model_name, at, version, event);
+
+-- Per tool and minute: calls, errors and timeouts apart, and latency p50/p95/p99. Replaces
+-- tool_metrics_minute, which counted timeouts as errors and had no p95.
+CREATE TABLE IF NOT EXISTS {db}.tool_stats_minute
+(
+    minute DateTime('UTC'),
+    agent_id LowCardinality(String),
+    domain LowCardinality(String),
+    tool LowCardinality(String),
+    model_version LowCardinality(String),
+    calls SimpleAggregateFunction(sum, UInt64),
+    errors SimpleAggregateFunction(sum, UInt64),
+    timeouts SimpleAggregateFunction(sum, UInt64),
+    latency AggregateFunction(quantiles(0.5, 0.95, 0.99), Nullable(UInt64))
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(minute)
+ORDER BY (minute, tool, agent_id, domain, model_version)
+TTL minute + INTERVAL {ttl_days} DAY;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.tool_stats_minute_mv TO {db}.tool_stats_minute AS
+SELECT
+    toStartOfMinute(timestamp) AS minute, agent_id, domain, tool, model_version,
+    toUInt64(count()) AS calls,
+    toUInt64(countIf(status = 'error')) AS errors,
+    toUInt64(countIf(status = 'timeout')) AS timeouts,
+    quantilesState(0.5, 0.95, 0.99)(latency_ms) AS latency
+FROM {db}.tool_calls
+GROUP BY minute, agent_id, domain, tool, model_version;
+
+INSERT INTO {db}.tool_stats_minute
+SELECT
+    toStartOfMinute(timestamp) AS minute, agent_id, domain, tool, model_version,
+    toUInt64(count()), toUInt64(countIf(status = 'error')), toUInt64(countIf(status = 'timeout')),
+    quantilesState(0.5, 0.95, 0.99)(latency_ms)
+FROM {db}.tool_calls
+GROUP BY minute, agent_id, domain, tool, model_version;
+
+DROP VIEW IF EXISTS {db}.tool_metrics_minute_mv;
+DROP TABLE IF EXISTS {db}.tool_metrics_minute;
+
+-- Per model, version and minute: turns, failed turns, tokens in and out, and turn latency p50/p95/p99.
+CREATE TABLE IF NOT EXISTS {db}.model_metrics_minute
+(
+    minute DateTime('UTC'),
+    agent_id LowCardinality(String),
+    domain LowCardinality(String),
+    model LowCardinality(String),
+    model_version LowCardinality(String),
+    turns SimpleAggregateFunction(sum, UInt64),
+    errors SimpleAggregateFunction(sum, UInt64),
+    input_tokens SimpleAggregateFunction(sum, UInt64),
+    output_tokens SimpleAggregateFunction(sum, UInt64),
+    latency AggregateFunction(quantiles(0.5, 0.95, 0.99), UInt64)
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(minute)
+ORDER BY (minute, model, model_version, agent_id, domain)
+TTL minute + INTERVAL {ttl_days} DAY;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.model_metrics_minute_mv TO {db}.model_metrics_minute AS
+SELECT
+    toStartOfMinute(timestamp) AS minute, agent_id, domain, model, model_version,
+    toUInt64(count()) AS turns,
+    toUInt64(countIf(error)) AS errors,
+    toUInt64(sum(ifNull(input_tokens, 0))) AS input_tokens,
+    toUInt64(sum(ifNull(output_tokens, 0))) AS output_tokens,
+    quantilesState(0.5, 0.95, 0.99)(duration_ms) AS latency
+FROM {db}.turns
+GROUP BY minute, agent_id, domain, model, model_version;
+
+INSERT INTO {db}.model_metrics_minute
+SELECT
+    toStartOfMinute(timestamp) AS minute, agent_id, domain, model, model_version,
+    toUInt64(count()), toUInt64(countIf(error)), toUInt64(sum(ifNull(input_tokens, 0))),
+    toUInt64(sum(ifNull(output_tokens, 0))), quantilesState(0.5, 0.95, 0.99)(duration_ms)
+FROM {db}.turns
+GROUP BY minute, agent_id, domain, model, model_version;
