@@ -7,6 +7,7 @@ join, and rows are only ever inserted.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,15 +19,19 @@ from trajstream_sdk.codec import EventCodec
 from trajstream_sdk.events import content_kind
 from trajstream_sdk.schemas import CREDIT_ASSIGNMENT, ENRICHMENT_RESULT
 
+# The same call (tool and arguments) this many times in one trajectory is a loop (the Tools page's loops).
+LOOP_REPEATS = 3
+
 COLUMNS: dict[str, list[str]] = {
     "trajectories": [
         "trajectory_id", "version", "ended_at", "started_at", "scored_at", "agent_id", "domain", "environment",
         "task_key", "task", "tags", "outcome", "reward", "reward_function", "turn_count", "tool_calls", "tool_errors",
-        "duration_ms", "model_version", "parent_trajectory_id", "timed_out", "extractor", "entities", "reason",
-        "source_partition", "source_offset",
+        "last_tool", "loop_tools", "loop_repeats", "duration_ms", "model_version", "parent_trajectory_id", "timed_out",
+        "extractor", "entities", "reason", "source_partition", "source_offset",
     ],
     "trajectory_deltas": [
-        "trajectory_id", "version", "sign", "ended_at", "agent_id", "domain", "model_version", "outcome", "reward",
+        "trajectory_id", "version", "sign", "ended_at", "agent_id", "domain", "model_version", "last_tool", "outcome",
+        "reward",
     ],
     "turns": [
         "trajectory_id", "turn_index", "timestamp", "duration_ms", "error", "error_type", "turn_reward", "model",
@@ -105,6 +110,7 @@ def scored_rows(scored: Mapping[str, Any], codec: EventCodec, source_partition: 
     }  # fmt: skip
     rows = Rows()
     calls: dict[str, tuple[int, datetime, Mapping[str, Any]]] = {}
+    called: list[tuple[str, str]] = []  # (tool, arguments) of every call, in order
     tool_calls = tool_errors = 0
     # AIR as scoring computed it (scored_trajectory v3), never recomputed here: the sink's own TRAJSTREAM_AIR_*
     # settings may differ from the scoring worker's. Records from before v3 carry none: their turns land with 0.
@@ -136,6 +142,7 @@ def scored_rows(scored: Mapping[str, Any], codec: EventCodec, source_partition: 
             })  # fmt: skip
             if kind == "tool_call":
                 calls[content["call_id"]] = (step.turn_index, message["timestamp"], content)
+                called.append((content["name"], content["arguments"]))
             elif kind == "tool_response":
                 call = calls.pop(content["call_id"], None)
                 tool_calls += 1
@@ -157,7 +164,10 @@ def scored_rows(scored: Mapping[str, Any], codec: EventCodec, source_partition: 
             "agent_id": attrs["agent_id"], "domain": attrs["domain"], "model_version": model_version,
             "task_key": attrs["task_key"],
         })  # fmt: skip
+    attrs["last_tool"] = called[-1][0] if called else ""
+    loops = sorted((key, n) for key, n in Counter(called).items() if n >= LOOP_REPEATS)
     rows.add("trajectories", {
+        "loop_tools": [tool for (tool, _), _ in loops], "loop_repeats": [n for _, n in loops],
         "trajectory_id": tid, "version": version, "ended_at": ended, "started_at": started,
         "scored_at": scored["scored_at"], "environment": view["environment"] or "", "task": view.task_description,
         "tags": list(view["tags"] or []),
@@ -205,7 +215,17 @@ def enrichment_rows(result: Mapping[str, Any], attrs: Mapping[str, Any]) -> Rows
 
 def delta_rows(new: Mapping[str, Any], previous: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """+1 for the new version, -1 for each earlier version it replaces (its stored values)."""
-    keep = ("trajectory_id", "version", "ended_at", "agent_id", "domain", "model_version", "outcome", "reward")
+    keep = (
+        "trajectory_id",
+        "version",
+        "ended_at",
+        "agent_id",
+        "domain",
+        "model_version",
+        "last_tool",
+        "outcome",
+        "reward",
+    )
     out = [{**{k: p[k] for k in keep}, "sign": -1} for p in previous]
     out.append({**{k: new[k] for k in keep}, "sign": 1})
     return out

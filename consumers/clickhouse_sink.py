@@ -166,7 +166,17 @@ class ClickHouseSink(BatchSink):
             return []
         ids = sorted({a["trajectory_id"] for a in fresh})
         latest: dict[str, dict[str, Any]] = {}
-        cols = ("trajectory_id", "version", "ended_at", "agent_id", "domain", "model_version", "outcome", "reward")
+        cols = (
+            "trajectory_id",
+            "version",
+            "ended_at",
+            "agent_id",
+            "domain",
+            "model_version",
+            "last_tool",
+            "outcome",
+            "reward",
+        )
         for row in self._select(
             f"SELECT {', '.join(cols)} FROM {self.db}.trajectory_deltas WHERE trajectory_id IN {{ids:Array(String)}} "
             "AND sign = 1 ORDER BY version DESC LIMIT 1 BY trajectory_id",

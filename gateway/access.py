@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 from collections.abc import Iterable
 
 from aiohttp import web
 
 from trajstream.errors import ConfigurationError
 from trajstream.gateway.keys import ApiKey, KeyStore
+from trajstream.listen import is_loopback
 from trajstream.settings import Settings
 
 # The key a request was authenticated with (None when the gateway has no keys).
@@ -27,15 +27,6 @@ class Denied(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_listen(settings: Settings, keys: KeyStore) -> None:

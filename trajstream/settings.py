@@ -149,8 +149,29 @@ class Settings(BaseSettings):
     milvus_uri: str | None = Field(
         default=None, description="milvus-lite path (default: TRAJSTREAM_HOME/milvus.db) or http://host:19530."
     )
-    api_host: str = "127.0.0.1"
+    api_host: str = Field(default="127.0.0.1", description="Where the data API and the web console listen. "
+                          "Anything but loopback needs TRAJSTREAM_API_READ_TOKEN or _OPERATOR_TOKEN.")  # fmt: skip
     api_port: int = Field(default=8765, ge=1, le=65535, description="The data API of `trajstream up` (sinks).")
+    api_read_token: SecretStr | None = Field(
+        default=None, description="Token of the read-only role: the console's pages, recall, /sql."
+    )
+    api_operator_token: SecretStr | None = Field(
+        default=None, description="Token of the operator role: everything read-only may, and dead-letter replay."
+    )
+    console_query_timeout_s: float = Field(
+        default=5.0, gt=0, description="Each console query's time limit (ClickHouse max_execution_time)."
+    )
+    console_max_memory_bytes: int = Field(
+        default=1024**3, ge=1 << 20, description="Each console query's memory limit (ClickHouse max_memory_usage)."
+    )
+    console_max_rows_to_read: int = Field(
+        default=200_000_000, ge=1000, description="Each console query's limit on rows read (max_rows_to_read)."
+    )
+    model_prices: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description='USD per million tokens by model, for the console\'s cost: {"gpt-4o": {"input": 2.5, '
+        '"output": 10}}. Empty: no cost shown.',
+    )
     store_open_grace_s: float = Field(
         default=30.0, gt=0, description="How long the data worker waits for its stores before its API starts anyway."
     )

@@ -3,6 +3,12 @@
 -- rows here, before the sink starts, so they count those rows once.
 
 ALTER TABLE {db}.trajectories ADD COLUMN IF NOT EXISTS tags Array(String) AFTER task;
+-- The last tool the trajectory called, and the calls it repeated (same tool, same arguments) 3 times or
+-- more, with how often: computed by the sink from the whole trajectory, so no dashboard groups tool calls.
+ALTER TABLE {db}.trajectories ADD COLUMN IF NOT EXISTS last_tool LowCardinality(String) AFTER tool_errors;
+ALTER TABLE {db}.trajectories ADD COLUMN IF NOT EXISTS loop_tools Array(String) AFTER last_tool;
+ALTER TABLE {db}.trajectories ADD COLUMN IF NOT EXISTS loop_repeats Array(UInt32) AFTER loop_tools;
+ALTER TABLE {db}.trajectory_deltas ADD COLUMN IF NOT EXISTS last_tool LowCardinality(String) AFTER model_version;
 ALTER TABLE {db}.turns ADD COLUMN IF NOT EXISTS input_tokens Nullable(UInt64) AFTER model_version;
 ALTER TABLE {db}.turns ADD COLUMN IF NOT EXISTS output_tokens Nullable(UInt64) AFTER input_tokens;
 
@@ -101,3 +107,28 @@ SELECT
     toUInt64(sum(ifNull(output_tokens, 0))), quantilesState(0.5, 0.95, 0.99)(duration_ms)
 FROM {db}.turns
 GROUP BY minute, agent_id, domain, model, model_version;
+
+-- Per last tool called and minute: trajectories and failures (signed, like trajectory_metrics_minute, so a
+-- replaced version cancels out): the tools that most often precede failure.
+CREATE TABLE IF NOT EXISTS {db}.last_tool_minute
+(
+    minute DateTime('UTC'),
+    agent_id LowCardinality(String),
+    domain LowCardinality(String),
+    model_version LowCardinality(String),
+    last_tool LowCardinality(String),
+    trajectories Int64,
+    failures Int64
+)
+ENGINE = SummingMergeTree
+PARTITION BY toYYYYMM(minute)
+ORDER BY (minute, last_tool, agent_id, domain, model_version)
+TTL minute + INTERVAL {ttl_days} DAY;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.last_tool_minute_mv TO {db}.last_tool_minute AS
+SELECT
+    toStartOfMinute(ended_at) AS minute, agent_id, domain, model_version, last_tool,
+    sum(sign) AS trajectories,
+    sum(sign * (outcome IN ('failure', 'error'))) AS failures
+FROM {db}.trajectory_deltas
+GROUP BY minute, agent_id, domain, model_version, last_tool;

@@ -85,6 +85,9 @@ def _counts(client: Any, db: str) -> dict[str, Any]:
         "model_turns": one(f"SELECT sum(turns) FROM {db}.model_metrics_minute"),
         "tokens": one(f"SELECT (sum(input_tokens), sum(output_tokens)) FROM {db}.model_metrics_minute"),
         "model_versions": one(f"SELECT count() FROM {db}.model_versions"),
+        "last_tool": one(
+            f"SELECT (last_tool, sum(trajectories), sum(failures)) FROM {db}.last_tool_minute GROUP BY last_tool"
+        ),
         "dead_letters": one(f"SELECT count() FROM {db}.dead_letters"),
         "decisions": one(f"SELECT count() FROM {db}.decisions"),
     }
@@ -122,6 +125,7 @@ def test_scored_trajectories_land_once_and_rollups_count_each_trajectory_once(
     # Tokens, tags and the trainer's model versions, for the console's Models and Trainer pages.
     assert counts["model_turns"] == 18 and counts["tokens"] == (3 * sum(100 + n for n in range(6)), 18 * 10)
     assert counts["model_versions"] == 2
+    assert counts["last_tool"] == ("lookup", 6, 2)  # each trajectory once, whatever its versions
     db = settings.clickhouse_database
     tags = client.query(f"SELECT DISTINCT arrayJoin(tags) FROM {db}.trajectories").result_rows
     assert {t for (t,) in tags} == {"beta", *(f"n{n}" for n in range(6))}
