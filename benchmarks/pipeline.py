@@ -45,6 +45,7 @@ from trajstream.consumers.clickhouse_store import connect, migrate, stored_bytes
 from trajstream.consumers.embedding import Embedder
 from trajstream.consumers.milvus_store import TRAJECTORIES, ensure_collections
 from trajstream.consumers.recall import Recall
+from trajstream.data_api import api_headers
 from trajstream.settings import Settings
 from trajstream.streams.in_process import Pipeline
 from trajstream.synthetic import tool_trajectory
@@ -80,6 +81,7 @@ def latency(base: Settings, rate: float, seconds: float) -> tuple[list[float], l
     print(f"# starting the pipeline in {home}", file=sys.stderr)
     subprocess.run([str(BIN), "up"], env=env, check=True, capture_output=True)
     url = f"http://127.0.0.1:{port}"
+    headers = api_headers(settings)
     while httpx.get(f"{url}/health", timeout=10).json().get("embedder") != "loaded":
         time.sleep(0.5)  # the model loads in the background after `up`: not a cost of the first trajectories
     ended: dict[str, float] = {}
@@ -95,7 +97,7 @@ def latency(base: Settings, rate: float, seconds: float) -> tuple[list[float], l
             pending = sorted(set(ch_pending) | set(mv_pending))
             if pending:
                 now = time.time()
-                found = httpx.post(f"{url}/exists", json={"ids": pending}, timeout=30).json()["result"]
+                found = httpx.post(f"{url}/exists", json={"ids": pending}, headers=headers, timeout=30).json()["result"]
                 for t in found["clickhouse"]:
                     seen_ch.setdefault(t, now)
                 for t in found["milvus"] or []:  # None while Milvus is not open

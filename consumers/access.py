@@ -16,7 +16,7 @@ from typing import IO, Any
 import httpx
 
 from trajstream.console import err
-from trajstream.data_api import stores_lock_file, try_lock_stores, wait_for_api
+from trajstream.data_api import api_headers, stores_lock_file, try_lock_stores, wait_for_api
 from trajstream.errors import TrajstreamError
 from trajstream.parts import data_worker_expected
 from trajstream.settings import Settings
@@ -60,7 +60,7 @@ class DataAccess:
     def _post(self, path: str, body: dict[str, Any]) -> Any:
         assert self.url is not None
         try:
-            response = httpx.post(self.url + path, json=body, timeout=60.0)
+            response = httpx.post(self.url + path, json=body, headers=api_headers(self.settings), timeout=60.0)
         except httpx.HTTPError as exc:
             raise TrajstreamError(f"the data API at {self.url} did not answer: {exc}") from exc
         data = response.json()

@@ -1,4 +1,5 @@
-"""The data API of `trajstream up`: recall, simulation, tool recommendations, read-only SQL, health.
+"""The data API of `trajstream up`: recall, simulation, tool recommendations, read-only SQL, health, and the
+web console (consumers/console), behind the tokens of consumers/api_access.py.
 
 It runs in the process that owns the embedded stores (chDB and milvus-lite take one process per data
 directory), so the CLI, tests and dashboards reach the data through it while the pipeline runs.
@@ -15,11 +16,14 @@ from typing import Any
 
 from aiohttp import web
 
+from trajstream.consumers.api_access import guard
 from trajstream.consumers.clickhouse_store import read_only_query
+from trajstream.consumers.console.routes import Console, add_console
 from trajstream.consumers.milvus_store import TRAJECTORIES, loaded
 from trajstream.consumers.recall import Recall, RecallError
 from trajstream.consumers.store_link import StoreUnavailableError
 from trajstream.errors import TrajstreamError
+from trajstream.settings import Settings
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -48,9 +52,10 @@ def _need(body: dict[str, Any], *names: str) -> list[Any]:
     return [body[n] for n in names]
 
 
-def build_app(recall: Callable[[], Recall], clickhouse: Callable[[], Any], database: str,
-              health: Callable[[], dict[str, Any]]) -> web.Application:  # fmt: skip
+def build_app(settings: Settings, recall: Callable[[], Recall], clickhouse: Callable[[], Any],
+              health: Callable[[], dict[str, Any]], console: Console | None = None) -> web.Application:  # fmt: skip
     """``recall`` and ``clickhouse`` give what a request needs, or raise StoreUnavailableError (503)."""
+    database = settings.clickhouse_database
 
     async def run(fn: Callable[[], Any]) -> web.Response:
         started = time.perf_counter()
@@ -110,7 +115,9 @@ def build_app(recall: Callable[[], Recall], clickhouse: Callable[[], Any], datab
 
         return await run(check)
 
-    app = web.Application()
+    app = web.Application(middlewares=[guard(settings)])
+    if console is not None:
+        add_console(app, console)
     app.add_routes([
         web.get("/health", do_health), web.post("/sql", do_sql), web.post("/recall", do_recall),
         web.post("/predict", do_predict), web.post("/counterfactual", do_counterfactual),

@@ -46,6 +46,19 @@ def dsn(settings: Settings) -> str:
     return settings.clickhouse_dsn or f"chdb://{(settings.home / 'clickhouse').resolve()}"
 
 
+def shown_dsn(settings: Settings) -> str:
+    """The DSN with its password masked: what /health, status and logs show."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    target = dsn(settings)
+    parts = urlsplit(target)
+    if parts.password is None:
+        return target
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def connect(settings: Settings) -> Client:
     """A client for the configured ClickHouse; chDB's data directory is created if missing."""
     target = dsn(settings)

@@ -101,5 +101,31 @@ def recommend(ctx: click.Context, context: str, k: int) -> None:
     print_json(_access(ctx).recommend(context, k))
 
 
+@click.command("console")
+@click.option("--open", "open_browser", is_flag=True, help="Open it in the default web browser.")
+@click.pass_context
+def console(ctx: click.Context, open_browser: bool) -> None:
+    """The web console's address: live dashboards (overview, learning curve, tools, models), trajectories
+    with search and detail, dead letters with replay, the pipeline and the trainer.
+
+    The data worker of `trajstream up` serves it. With TRAJSTREAM_API_READ_TOKEN or _OPERATOR_TOKEN set,
+    sign in on the page with one (the operator token may replay dead letters); with neither, it listens
+    on loopback only and needs no sign-in."""
+    import webbrowser
+
+    from trajstream.data_api import answering_api
+
+    settings = settings_of(ctx)
+    url = answering_api(settings)
+    if url is None:
+        raise click.ClickException("no data worker answers: start the pipeline with `trajstream up`")
+    address = f"{url}/console/"
+    out.print(address)
+    if settings.api_read_token or settings.api_operator_token:
+        out.print("sign in with TRAJSTREAM_API_READ_TOKEN or TRAJSTREAM_API_OPERATOR_TOKEN", style="dim")
+    if open_browser and not webbrowser.open(address):
+        raise click.ClickException(f"no web browser could be started here; open {address} yourself")
+
+
 WORKERS = (worker_data,)
-COMMANDS = (sql, recall, predict, counterfactual, recommend)
+COMMANDS = (sql, recall, predict, counterfactual, recommend, console)

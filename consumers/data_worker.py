@@ -22,9 +22,12 @@ from typing import IO, Any
 from aiohttp import web
 
 from trajstream.consumers.api import build_app
+from trajstream.consumers.api_access import check_listen
 from trajstream.consumers.clickhouse_sink import ClickHouseSink
 from trajstream.consumers.clickhouse_store import connect as connect_clickhouse
-from trajstream.consumers.clickhouse_store import dsn, migrate
+from trajstream.consumers.clickhouse_store import migrate, shown_dsn
+from trajstream.consumers.console.pipeline_view import FlowSampler
+from trajstream.consumers.console.routes import Console
 from trajstream.consumers.embedding import Embedder
 from trajstream.consumers.locked_client import LockedClient
 from trajstream.consumers.milvus_sink import MilvusSink
@@ -114,6 +117,7 @@ def _hold_stores_lock(settings: Settings) -> IO[bytes]:
 
 
 async def serve(settings: Settings, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+    check_listen(settings)  # before anything: a data API open to the network with no token never starts
     lock = await asyncio.to_thread(_hold_stores_lock, settings)
     clickhouse: StoreLink[LockedClient] = StoreLink("ClickHouse", lambda: _open_clickhouse(settings))
     milvus: StoreLink[Any] = StoreLink("Milvus", lambda: _open_milvus(settings))
@@ -147,12 +151,18 @@ async def serve(settings: Settings, stop: asyncio.Event, ready: asyncio.Event | 
         closed = [link.name for link in (clickhouse, milvus) if not link.is_open]
         return {
             "status": "degraded" if waiting or closed else "ok", "pid": os.getpid(),
-            "uptime_s": round(time.time() - started, 1), "clickhouse": dsn(settings), "milvus": uri(settings),
+            "uptime_s": round(time.time() - started, 1), "clickhouse": shown_dsn(settings), "milvus": uri(settings),
             "embedder": "loaded" if embedder.loaded else "loading",
             "sinks": {"clickhouse": sink_health("clickhouse", clickhouse), "milvus": sink_health("milvus", milvus)},
         }  # fmt: skip
 
+    def landed() -> int:
+        sink = sinks.get("clickhouse")
+        return int(getattr(sink, "stats").trajectories) if sink is not None else 0  # noqa: B009
+
+    sampler = FlowSampler(settings, landed)
     tasks = [
+        asyncio.create_task(sampler.run(stop)),
         asyncio.create_task(keep_running(settings, clickhouse, lambda c: ClickHouseSink(settings, c, None), stop,
                                          runs["clickhouse"], sinks, "clickhouse")),
         asyncio.create_task(keep_running(settings, milvus, lambda c: MilvusSink(settings, c, embedder), stop,
@@ -174,7 +184,8 @@ async def serve(settings: Settings, stop: asyncio.Event, ready: asyncio.Event | 
             if not link.is_open:
                 log.error("%s not open after %.0fs (%s); the API starts without it", link.name,
                           settings.store_open_grace_s, link.error or "still opening")  # fmt: skip
-        runner = web.AppRunner(build_app(recall, lambda: clickhouse.client, settings.clickhouse_database, health),
+        console = Console(settings, lambda: clickhouse.client, recall, landed, lambda: health()["sinks"], sampler)
+        runner = web.AppRunner(build_app(settings, recall, lambda: clickhouse.client, health, console),
                                access_log=None)  # fmt: skip
         await runner.setup()
         await web.TCPSite(runner, settings.api_host, settings.api_port).start()
@@ -184,7 +195,7 @@ async def serve(settings: Settings, stop: asyncio.Event, ready: asyncio.Event | 
         if ready is not None:
             ready.set()
         mark_ready(settings, "data")
-        log.warning("data worker ready: API %s, ClickHouse %s, Milvus %s", url, dsn(settings), uri(settings))
+        log.warning("data worker ready: API %s, ClickHouse %s, Milvus %s", url, shown_dsn(settings), uri(settings))
         await stop.wait()
     finally:
         stop.set()

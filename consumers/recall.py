@@ -70,13 +70,18 @@ class Recall:
         return [{"id": h["id"], "similarity": float(h["distance"]), **h["entity"]} for h in hits[0]]
 
     # --- recall -----------------------------------------------------------------------------
-    def recall(self, query: str, k: int = 3, filters: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Similar past trajectories (successful ones unless filters say otherwise), as few-shot messages."""
+    def similar(self, query: str, k: int, filters: Mapping[str, Any] | None = None,
+                default_outcome: str | None = "success") -> list[dict[str, Any]]:  # fmt: skip
+        """The trajectories whose task is nearest to ``query`` (the console's search: any outcome)."""
         if not query.strip():
             raise RecallError("the query is empty")
         fields = ["trajectory_id", "version", "task", "outcome", "reward", "domain", "agent_id"]
-        hits = self._search(TRAJECTORIES, self.embedder.encode_one(f"task: {query}"), k, filter_expression(filters),
-                            fields)  # fmt: skip
+        expression = filter_expression(filters, default_outcome)
+        return self._search(TRAJECTORIES, self.embedder.encode_one(f"task: {query}"), k, expression, fields)
+
+    def recall(self, query: str, k: int = 3, filters: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Similar past trajectories (successful ones unless filters say otherwise), as few-shot messages."""
+        hits = self.similar(query, k, filters)
         steps = self._steps([h["trajectory_id"] for h in hits])
         messages: list[dict[str, str]] = []
         for h in hits:

@@ -93,3 +93,11 @@ def wait_for_api(settings: Settings, expected: Callable[[], bool], timeout_s: fl
             progress("waiting for the data worker's API (the pipeline is starting)")
             told = True
         time.sleep(0.3)
+
+
+def api_headers(settings: Settings) -> dict[str, str]:
+    """What the CLI presents to the data API: the operator token if it has one, else the read token, and
+    the header the API asks of every POST (see consumers/api_access.py)."""
+    token = settings.api_operator_token or settings.api_read_token
+    auth = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
+    return {"X-Trajstream-Console": "1", **auth}

@@ -60,14 +60,53 @@ async def replay(settings: Settings, letters: list[Letter], payloads: dict[str, 
     return sent
 
 
+def why_not_replayable(source: str, payload_cut: bool) -> str:
+    """Why a letter cannot be replayed as it is ("" if it can): the rule `dlq replay` and the console share."""
+    if source.startswith(("file:", "http:")) or source == "assembly-state":
+        return f"it came from {source}, not a topic: fix the input and emit it again"
+    if payload_cut:
+        return "it keeps only the first bytes of its input: replay it with the whole input (--payload FILE)"
+    return ""
+
+
+async def letters_at(settings: Settings, codec: EventCodec, refs: list[str]) -> list[Letter]:
+    """The dead letters at these ``partition:offset`` refs, read from the topic (an unknown ref is an error)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    wanted: dict[tuple[int, int], str] = {}
+    for ref in refs:
+        p_text, _, o_text = ref.partition(":")
+        if not (p_text.isdigit() and o_text.isdigit()):
+            raise TrajstreamError(f"{ref!r} is not a dead-letter ref (partition:offset)")
+        wanted[(int(p_text), int(o_text))] = ref
+    topic = settings.topic(DEAD_LETTER_TOPIC)
+    consumer = AIOKafkaConsumer(**settings.kafka_client_options(), group_id=None, enable_auto_commit=False)
+    found: list[Letter] = []
+    try:
+        await consumer.start()
+        for partition, offset in sorted(wanted):
+            tp = TopicPartition(topic, partition)
+            consumer.assign([tp])
+            consumer.seek(tp, offset)
+            batch = await consumer.getmany(tp, timeout_ms=5000, max_records=1)
+            records = [r for r in batch.get(tp, []) if r.offset == offset]
+            if not records or records[0].value is None:
+                raise TrajstreamError(f"no dead letter at {partition}:{offset} of {topic} (retention may have "
+                                      "removed it)")  # fmt: skip
+            event = codec.decode(records[0].value, expect=DEAD_LETTER)
+            found.append(Letter(partition, offset, event.record))
+    finally:
+        await consumer.stop()
+    return found
+
+
 def _check_replayable(letter: Letter, replaced: bool) -> None:
     """Refuse a letter that has no topic to go back to, or whose stored payload is not the whole input."""
     record = letter.record
     source = record["source"]
-    if source.startswith(("file:", "http:")) or source == "assembly-state":
-        raise TrajstreamError(
-            f"dead letter {letter.ref} came from {source}, not a topic: fix the input and emit it again"
-        )
+    if why_not_replayable(source, payload_cut=False):
+        raise TrajstreamError(f"dead letter {letter.ref} came from {source}, not a topic: fix the input and emit it "
+                              "again")  # fmt: skip
     if record["payload_cut"] and not replaced:
         raise TrajstreamError(
             f"dead letter {letter.ref} keeps only the first {len(record['payload'])} of its input's "

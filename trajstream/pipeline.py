@@ -109,7 +109,8 @@ def up(settings: Settings, progress: Progress, timeout_s: float = 180.0) -> None
                     f"{_tail(log_file(settings, name))}"
                 )
             if part.pid is not None and _ready(settings, name, part.pid):
-                progress(f"{name}: ready (pid {part.pid})")
+                where = f"; console {url}/console/" if name == "data" and (url := api_url(settings)) else ""
+                progress(f"{name}: ready (pid {part.pid}){where}")
                 waiting.discard(name)
         if waiting and time.monotonic() > deadline:
             names = ", ".join(sorted(waiting))
@@ -224,8 +225,13 @@ def _sink_detail(name: str, sink: dict[str, Any]) -> str:
     return text
 
 
-def status(settings: Settings) -> list[PartStatus]:
-    """One row per process (broker, supervisor, parts) and one per sink of the data worker."""
+def status(settings: Settings, with_lag: bool = True) -> list[PartStatus]:
+    """One row per process (broker, supervisor, parts) and one per sink of the data worker (``with_lag``: each
+    with its consumer group's lag, one Kafka client each: the console reads the lag per partition instead)."""
+
+    def lag(group: str, topics: tuple[str, ...]) -> int | None:
+        return _lag_or_none(settings, group, topics) if with_lag else None
+
     out = []
     if not settings.uses_external_kafka:
         broker = LocalBroker(settings).status()
@@ -242,7 +248,7 @@ def status(settings: Settings) -> list[PartStatus]:
             out.append(PartStatus(part.name, pid, None, f"{detail}; {where}" if pid else detail))
             continue
         if part.name != "data":
-            out.append(PartStatus(part.name, pid, _lag_or_none(settings, part.group(settings), part.topics), detail))
+            out.append(PartStatus(part.name, pid, lag(part.group(settings), part.topics), detail))
             continue
         url = api_url(settings) if pid else None
         health: dict[str, Any] = {}
@@ -257,5 +263,5 @@ def status(settings: Settings) -> list[PartStatus]:
             ("milvus", "Milvus", settings.consumer_group(MILVUS_SINK_GROUP), (SCORED,)),
         ):
             detail = _sink_detail(store, sinks[sink]) if sink in sinks else "-"
-            out.append(PartStatus(f"  {sink} sink", None, _lag_or_none(settings, group, topics), detail))
+            out.append(PartStatus(f"  {sink} sink", None, lag(group, topics), detail))
     return out

@@ -21,6 +21,9 @@ from trajstream_sdk import AsyncEmitter
 from trajstream_sdk.codec import SingleObjectCodec
 from trajstream_sdk.events import Message, ToolCall, ToolResponse
 
+# The header the data API asks of every POST (no tokens in the tests: loopback).
+API_HEADERS = {"X-Trajstream-Console": "1"}
+
 pytestmark = pytest.mark.integration
 
 # A corpus where recall must find the refund trajectory from a paraphrase that shares few words,
@@ -84,7 +87,7 @@ async def _emit_corpus(settings: Settings, codec: SingleObjectCodec) -> dict[str
 
 
 def _post(url: str, path: str, body: dict[str, Any]) -> Any:
-    response = httpx.post(url + path, json=body, timeout=60)
+    response = httpx.post(url + path, json=body, headers=API_HEADERS, timeout=60)
     assert response.status_code == 200, response.text
     return response.json()["result"]
 
@@ -114,7 +117,7 @@ def test_emitted_trajectories_reach_clickhouse_and_milvus_and_recall_finds_them(
     assert rows[0] == [emitted, emitted] and letters == 0  # emitted - dead letters, one version each
     assert health["sinks"]["milvus"]["decision_points"] >= emitted
     # Read-only means read-only.
-    refused = httpx.post(url + "/sql", json={"query": f"DROP TABLE {db}.turns"}, timeout=10)
+    refused = httpx.post(url + "/sql", json={"query": f"DROP TABLE {db}.turns"}, headers=API_HEADERS, timeout=10)
     assert refused.status_code == 400
 
     # Recall: a paraphrase that shares almost no words with the task.
@@ -135,8 +138,9 @@ def test_emitted_trajectories_reach_clickhouse_and_milvus_and_recall_finds_them(
     assert what_if["delta_p_success"] > 0, what_if
 
     # Bad requests get a clear 400.
-    assert httpx.post(url + "/recall", json={"k": 3}, timeout=10).status_code == 400
-    assert httpx.post(url + "/recall", json={"query": "x", "filters": {"colour": "red"}}, timeout=10).status_code == 400
+    assert httpx.post(url + "/recall", json={"k": 3}, headers=API_HEADERS, timeout=10).status_code == 400
+    bad_filter = {"query": "x", "filters": {"colour": "red"}}
+    assert httpx.post(url + "/recall", json=bad_filter, headers=API_HEADERS, timeout=10).status_code == 400
 
 
 def test_the_cli_reads_the_running_pipeline(pipeline: tuple[Settings, str]) -> None:
