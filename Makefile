@@ -11,16 +11,18 @@ VENV_STAMP := $(VENV)/.installed-$(LOCK_KEY)
 JARS_STAMP := kafka/lib/.resolved-$(POM_KEY)
 PYTEST_ARGS ?=
 
-# Each other runtime's SDK brings its own install step (mk/<runtime>.mk adds it to SDK_INSTALL):
-# node_modules for sdk/typescript, a cached cargo build for sdk/rust. `make test` runs them first.
+# Each other runtime brings its own install step (mk/<runtime>.mk adds it to SDK_INSTALL): node_modules for
+# sdk/typescript and tests/node, a cached cargo build for sdk/rust, Debian's chromium for the console's browser
+# tests. `make test` runs them first.
 SDK_INSTALL :=
 include $(wildcard mk/*.mk)
 
-.PHONY: install venv jars demo test contract lint imports typecheck compose-check bench lock clean help
+.PHONY: install venv jars demo test soak contract lint imports typecheck compose-check bench lock clean help
 
 help:
 	@echo "make demo     install what is missing, run the whole pipeline on the example trajectories"
 	@echo "make test     install what is missing, lint, type-check and run the tests"
+	@echo "make soak     the long suites: 20 rounds of down/up/sql, and the tests marked slow"
 	@echo "make bench    run the benchmarks under benchmarks/"
 	@echo "make lock     re-resolve requirements.lock from pyproject.toml"
 	@echo "make contract after a schema change: write the shared vectors and the SDKs' contract tables"
@@ -71,6 +73,11 @@ compose-check:
 
 test: install $(SDK_INSTALL) lint imports typecheck compose-check
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Longer than `make test` may take on 2 cores (CI's budget): the restart loop at full length, and the slow tests.
+soak: install $(SDK_INSTALL)
+	TRAJSTREAM_TEST_RESTART_LOOPS=20 $(BIN)/pytest tests/e2e/test_operations.py -k again_and_again $(PYTEST_ARGS)
+	$(BIN)/pytest -m slow $(PYTEST_ARGS) || test $$? -eq 5  # 5: none is marked slow
 
 bench: install
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
