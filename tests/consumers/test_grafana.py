@@ -260,8 +260,8 @@ def test_tool_panels_show_the_failing_tool_and_the_loop(landed: Landed) -> None:
     assert rows["lookup"]["error_rate"] == 0 and rows["lookup"]["n_calls"] == 4 * 3 + 2 * 2
     assert rows["search"]["n_calls"] == LOOP_REPEATS
     preceding = _one(landed, board, "Tools preceding failure", {})["rows"]
-    assert sorted(map(tuple, preceding)) == [("charge", 2), ("search", 1)]
-    assert _one(landed, board, "Repeated-call loops", {})["rows"] == [["search", 1, 1, LOOP_REPEATS]]
+    assert sorted(map(tuple, preceding)) == [("charge", 2, 1.0), ("search", 1, 1.0)]  # tool, failures, rate
+    assert _one(landed, board, "Repeated-call loops", {})["rows"] == [["search", 1, LOOP_REPEATS]]
     assert _one(landed, board, "Repeated-call loops", {"agent": ["agent-a"]})["rows"] == []
 
 
