@@ -49,20 +49,22 @@ export function fillZeros(points, from, to, bucketMs) {
   return out.sort((a, b) => a[0] - b[0]);
 }
 
-function niceStep(span, count) {
+function niceStep(span, count, integer) {
   const raw = span / Math.max(1, count);
   const mag = 10 ** Math.floor(Math.log10(raw));
   const norm = raw / mag;
-  return (norm <= 1 ? 1 : norm <= 2 ? 2 : norm <= 2.5 ? 2.5 : norm <= 5 ? 5 : 10) * mag;
+  // Counts step by whole numbers, never 2.5.
+  const step = (norm <= 1 ? 1 : norm <= 2 ? 2 : norm <= 2.5 && !integer ? 2.5 : norm <= 5 ? 5 : 10) * mag;
+  return integer ? Math.max(1, Math.round(step)) : step;
 }
 
-function niceDomain(lo, hi, count = 5) {
+function niceDomain(lo, hi, count = 5, integer = false) {
   if (lo === hi) {
     const pad = lo === 0 ? 1 : Math.abs(lo) * 0.5;
     lo -= lo === 0 ? 0 : pad;
     hi += pad;
   }
-  const step = niceStep(hi - lo, count);
+  const step = niceStep(hi - lo, count, integer);
   const a = Math.floor(lo / step) * step;
   const b = Math.ceil(hi / step) * step;
   const ticks = [];
@@ -71,7 +73,7 @@ function niceDomain(lo, hi, count = 5) {
 }
 
 function timeTicks(from, to, width) {
-  const want = Math.max(2, Math.floor(width / 90));
+  const want = Math.max(2, Math.floor(width / 75));
   const step = TIME_STEPS.find((st) => (to - from) / st <= want) || TIME_STEPS[TIME_STEPS.length - 1];
   // Align to the browser's local clock (midnight, whole hours).
   const offset = -new Date(from).getTimezoneOffset() * 60000;
@@ -88,6 +90,11 @@ function timeTickLabel(t, step, previous) {
   const p = previous === null ? null : new Date(previous);
   const newDay = p === null || p.getDate() !== d.getDate();
   return newDay ? [hm, day] : [hm];
+}
+
+/** The palette slot of a series: its position, unless the chart groups series (one colour per model). */
+function colour(spec, name, i) {
+  return `s${(spec.colorOf ? spec.colorOf(name, i) : i) % PALETTE_SIZE}`;
 }
 
 function seriesData(series) {
@@ -117,7 +124,7 @@ function dataTable(spec, data) {
 function legend(spec, data) {
   if (data.length < 2 && !spec.alwaysLegend) return null;
   return h("ul", { class: "legend", "aria-label": "Legend" },
-    data.map((se, i) => h("li", {}, h("span", { class: `sw s${i % PALETTE_SIZE}${spec.dashed && spec.dashed(se.name) ? " dashed" : ""}`, "aria-hidden": "true" }), se.name)));
+    data.map((se, i) => h("li", {}, h("span", { class: `sw ${colour(spec, se.name, i)}${spec.dashed && spec.dashed(se.name) ? " dashed" : ""}`, "aria-hidden": "true" }), se.name)));
 }
 
 /** The frame both kinds share: scales, gridlines, axes, unit label. */
@@ -130,14 +137,17 @@ function frame(spec, data, width) {
   let lo = spec.y.min !== undefined ? spec.y.min : Math.min(0, ...ys);
   let hi = spec.y.max !== undefined ? spec.y.max : Math.max(lo + (spec.y.unit === "%" ? 1 : 1e-9), ...ys);
   if (!ys.length && spec.y.max === undefined) hi = spec.y.unit === "%" ? 1 : 1;
-  const yd = spec.y.unit === "%" && spec.y.max === undefined ? { lo: 0, hi: 1, ticks: [0, 0.25, 0.5, 0.75, 1] } : niceDomain(lo, hi);
+  const yd = spec.y.unit === "%" && spec.y.max === undefined ? { lo: 0, hi: 1, ticks: [0, 0.25, 0.5, 0.75, 1] } : niceDomain(lo, hi, 5, ["count", "tokens"].includes(spec.y.unit));
   lo = yd.lo;
   hi = yd.hi;
   const y = (v) => MARGIN.top + ih - ((v - lo) / (hi - lo || 1)) * ih;
 
   let x0 = spec.x.from;
   let x1 = spec.x.to;
-  if (x0 === undefined || x1 === undefined) {
+  if (x0 !== undefined && x1 !== undefined) {
+    // The first bucket may start before the range does: widen, so no bar hangs over the y axis.
+    for (const se of data) for (const [px] of se.points) x0 = Math.min(x0, px);
+  } else {
     const xs = data.flatMap((se) => se.points.map(([px]) => px));
     x0 = xs.length ? Math.min(...xs) : 0;
     x1 = xs.length ? Math.max(...xs) : 1;
@@ -204,7 +214,7 @@ function drawLines(spec, data, f) {
   const g = s("g", { class: "plot" });
   const gap = spec.gapAfter; // a step longer than this breaks the line (a missing bucket)
   data.forEach((se, i) => {
-    const cls = `s${i % PALETTE_SIZE}`;
+    const cls = colour(spec, se.name, i);
     let d = "";
     let last = null;
     const raw = spec.series[i].points;
@@ -245,7 +255,7 @@ function drawBars(spec, data, f) {
     data.forEach((se, i) => {
       const v = lookups[i].get(x);
       if (v === undefined || v === null) return;
-      const cls = `s${i % PALETTE_SIZE}`;
+      const cls = colour(spec, se.name, i);
       const a = stacked ? base : 0;
       const b = stacked ? base + v : v;
       if (stacked) base += v;

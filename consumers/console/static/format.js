@@ -41,11 +41,11 @@ export function compact(v) {
   const a = Math.abs(v);
   if (a >= 1e9) return `${+(v / 1e9).toFixed(1)}G`;
   if (a >= 1e6) return `${+(v / 1e6).toFixed(1)}M`;
-  if (a >= 1e4) return `${+(v / 1e3).toFixed(0)}k`;
+  if (a >= 1e4) return `${+(v / 1e3).toFixed(a >= 1e5 ? 0 : 1)}k`;
   if (a >= 1e3) return `${+(v / 1e3).toFixed(1)}k`;
   if (a === 0) return "0";
   if (a < 0.01) return v.toExponential(0);
-  return `${+v.toFixed(a < 1 ? 2 : a < 10 ? 1 : 0)}`;
+  return `${+v.toFixed(a < 1 ? 2 : a < 100 && !Number.isInteger(v) ? 1 : 0)}`;
 }
 
 const pad = (n) => String(n).padStart(2, "0");

@@ -91,3 +91,27 @@ export function badge(word, extra) {
     /^(partial|starting|canary|pending|candidate|degraded|lagging|reconnecting|in_progress)$/.test(w) ? "warn" : "neutral";
   return h("span", { class: `badge ${tone}`, title: extra || null }, word === "" || word === null || word === undefined ? "–" : String(word));
 }
+
+/**
+ * What a page last drew, so a refresh whose answer did not change leaves the page alone (no flicker, and
+ * elements a reader or a test holds stay the same). The range's from/to move with the clock on every
+ * answer, so only the bucket they fall in counts.
+ */
+export function memory() {
+  const last = new Map();
+  return {
+    same(name, data, extra) {
+      let sig = data;
+      if (data && data.range && data.range.bucket_ms) {
+        sig = { ...data, range: [data.range.granularity, Math.floor(data.range.from / data.range.bucket_ms)] };
+      }
+      const s = JSON.stringify([sig, extra === undefined ? null : extra]);
+      if (last.get(name) === s) return true;
+      last.set(name, s);
+      return false;
+    },
+    forget(name) {
+      last.delete(name);
+    },
+  };
+}

@@ -4,7 +4,7 @@ import { get } from "../api.js";
 import { h, code } from "../dom.js";
 import { chart, fillZeros } from "../charts.js";
 import { table, empty } from "../tables.js";
-import { errorBox, swap, section } from "../ui.js";
+import { errorBox, swap, memory, section } from "../ui.js";
 import { count, ms, usd, rangeWords, versionLabel } from "../format.js";
 import { timeAxis } from "./overview.js";
 
@@ -27,6 +27,7 @@ function tokens(d) {
   return chart({
     name: "models-tokens", title: "Tokens over time, per model (in: solid, out: dashed)", kind: "line", series,
     x: timeAxis(r), y: { unit: "tokens" }, bucketMs: r.bucket_ms, dashed: (name) => name.endsWith(" out"), alwaysLegend: true,
+    colorOf: (name) => [...byModel.keys()].indexOf(name.replace(/ (in|out)$/, "")),
   });
 }
 
@@ -35,16 +36,19 @@ export default {
     const models = section("Models");
     const over = section("Tokens over time");
     root.append(h("h1", {}, "Models"), models, over);
+    const memo = memory();
     return {
       async refresh() {
         let d;
         try {
           d = await get("models", { range: ctx.range });
         } catch (e) {
+          memo.forget("x");
           swap(models.body, errorBox(e));
           swap(over.body, errorBox(e));
           return;
         }
+        if (memo.same("x", d)) return;
         const unpriced = !d.priced || d.models.some((m) => m.cost === null);
         swap(models.body,
           d.models.length ? table({

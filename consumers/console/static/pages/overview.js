@@ -5,7 +5,7 @@ import { get } from "../api.js";
 import { h, code } from "../dom.js";
 import { chart, fillZeros } from "../charts.js";
 import { table, empty } from "../tables.js";
-import { errorBox, swap, section, stat } from "../ui.js";
+import { errorBox, swap, section, stat, memory } from "../ui.js";
 import { count, pct, num, rangeWords, versionLabel } from "../format.js";
 
 const BY = [["agent", "agent"], ["domain", "domain"], ["model_version", "model version"]];
@@ -80,15 +80,17 @@ export default {
     const curve = section("Learning curve");
     const tables = section("Breakdown");
     root.append(h("h1", {}, "Overview"), totals, trends, curve, tables);
+    const memo = memory();
 
     return {
       async refresh() {
         const [ov, le] = await Promise.allSettled([get("overview", { range: ctx.range, by }), get("learning", { range: ctx.range })]);
         if (ov.status === "rejected") {
+          memo.forget("overview");
           swap(totals.body, errorBox(ov.reason));
           swap(trends.body, errorBox(ov.reason));
           swap(tables.body, errorBox(ov.reason));
-        } else {
+        } else if (!memo.same("overview", ov.value)) {
           const d = ov.value;
           const t = d.totals;
           swap(totals.body,
@@ -102,8 +104,12 @@ export default {
           swap(trends.body, overTime(d));
           swap(tables.body, breakdown(d, ctx));
         }
-        if (le.status === "rejected") swap(curve.body, errorBox(le.reason));
-        else if (!le.value.versions.length && !le.value.deployments.length) {
+        if (le.status === "rejected") {
+          memo.forget("learning");
+          swap(curve.body, errorBox(le.reason));
+        } else if (memo.same("learning", le.value)) {
+          // unchanged
+        } else if (!le.value.versions.length && !le.value.deployments.length) {
           swap(curve.body, empty(`No model version has trajectories in ${rangeWords(ctx.range)}. `,
             code("trajstream demo --learn"), " shows a policy learning; the trainer (run by ", code("trajstream up"), ") deploys versions."),
           learning(le.value));

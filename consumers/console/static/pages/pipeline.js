@@ -5,7 +5,7 @@ import { get } from "../api.js";
 import { h, code } from "../dom.js";
 import { chart, fillZeros } from "../charts.js";
 import { table, empty } from "../tables.js";
-import { errorBox, swap, section, stat, badge } from "../ui.js";
+import { errorBox, swap, memory, section, stat, badge } from "../ui.js";
 import { count, pct } from "../format.js";
 
 const MINUTE = 60000;
@@ -29,15 +29,18 @@ export default {
     const flow = section("Flow");
     const lag = section("Consumer lag");
     root.append(h("h1", {}, "Pipeline"), h("p", { class: "hint" }, "Now, whatever the range."), parts, flow, lag);
+    const memo = memory();
     return {
       async refresh() {
         let d;
         try {
           d = await get("pipeline");
         } catch (e) {
+          memo.forget("x");
           for (const s of [parts, flow, lag]) swap(s.body, errorBox(e));
           return;
         }
+        if (memo.same("x", d)) return;
         const running = d.parts.filter((p) => p.state !== "not running").length;
         swap(parts.body, d.parts.length ? [
           running === 0 ? empty("Nothing is running. Start the pipeline with ", code("trajstream up"), " (", code("trajstream status"), " shows the same parts).") : null,

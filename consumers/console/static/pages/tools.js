@@ -5,7 +5,7 @@ import { get } from "../api.js";
 import { h, code } from "../dom.js";
 import { chart, fillZeros } from "../charts.js";
 import { table, empty } from "../tables.js";
-import { errorBox, swap, section } from "../ui.js";
+import { errorBox, swap, memory, section } from "../ui.js";
 import { count, pct, ms, rangeWords } from "../format.js";
 import { timeAxis } from "./overview.js";
 
@@ -37,15 +37,18 @@ export default {
     root.append(h("h1", {}, "Tools"), tools, over, h("div", { class: "grid two" }, before, loops));
     const trajectoryLink = (id) => ctx.href(`trajectories/${encodeURIComponent(id)}`, new URLSearchParams({ range: ctx.range }));
 
+    const memo = memory();
     return {
       async refresh() {
         let d;
         try {
           d = await get("tools", { range: ctx.range });
         } catch (e) {
+          memo.forget("x");
           for (const s of [tools, over, before, loops]) swap(s.body, errorBox(e));
           return;
         }
+        if (memo.same("x", d)) return;
         swap(tools.body, d.tools.length ? table({
           name: "tools", rows: d.tools, key: (t) => t.tool,
           rowClass: (t) => (t.error_rate >= 0.2 ? "row-bad" : null),

@@ -5,7 +5,7 @@ import { get } from "../api.js";
 import { h, code } from "../dom.js";
 import { chart } from "../charts.js";
 import { table, empty } from "../tables.js";
-import { errorBox, swap, section, badge } from "../ui.js";
+import { errorBox, swap, memory, section, badge } from "../ui.js";
 import { num, time, megabytes } from "../format.js";
 
 function heldout(d) {
@@ -30,16 +30,19 @@ export default {
     const chartSection = section("Held-out reward");
     const rollbacks = section("Rollbacks");
     root.append(h("h1", {}, "Trainer"), h("p", { class: "hint" }, "Now, whatever the range."), top, versions, h("div", { class: "grid two" }, chartSection, rollbacks));
+    const memo = memory();
     return {
       async refresh() {
         let d;
         try {
           d = await get("trainer");
         } catch (e) {
+          memo.forget("x");
           swap(top, errorBox(e));
           for (const s of [versions, chartSection, rollbacks]) swap(s.body, "");
           return;
         }
+        if (memo.same("x", d)) return;
         const current = d.versions.find((v) => v.version === d.deployed);
         swap(top, h("section", { class: "card hero" },
           h("div", { class: "hero-label" }, `Deployed version of ${d.model}`),

@@ -3,7 +3,7 @@
 import { get, post } from "../api.js";
 import { h, code } from "../dom.js";
 import { table, empty } from "../tables.js";
-import { errorBox, swap, section, badge } from "../ui.js";
+import { errorBox, swap, section, badge, memory } from "../ui.js";
 import { count, num, time, duration, rangeWords, versionLabel } from "../format.js";
 
 const SELECTS = [["outcome", "outcome"], ["agent", "agent"], ["domain", "domain"], ["model_version", "model version"], ["tag", "tag"]];
@@ -90,6 +90,7 @@ export default {
       showSearch();
     }
     showSearch();
+    const memo = memory();
 
     return {
       async refresh() {
@@ -100,9 +101,11 @@ export default {
         try {
           d = await get("trajectories", query);
         } catch (e) {
+          memo.forget("x");
           swap(list.body, errorBox(e));
           return;
         }
+        if (memo.same("x", d)) return;
         for (const [name] of SELECTS) {
           if (document.activeElement !== selects[name]) fillSelect(selects[name], d.facets[name], p.get(name) || "", name === "model_version" ? versionLabel : (v) => v);
         }

@@ -5,7 +5,7 @@ import { get } from "../api.js";
 import { h } from "../dom.js";
 import { chart } from "../charts.js";
 import { table, empty } from "../tables.js";
-import { errorBox, swap, badge } from "../ui.js";
+import { errorBox, swap, badge, memory } from "../ui.js";
 import { count, num, time, duration, ms, versionLabel } from "../format.js";
 
 function fact(label, value) {
@@ -52,15 +52,18 @@ export default {
     root.append(h("p", { class: "crumbs" }, h("a", { href: back }, "← Trajectories")), h("h1", { class: "mono" }, id), body);
     const link = (tid) => ctx.href(`trajectories/${encodeURIComponent(tid)}`, new URLSearchParams({ range: ctx.range }));
 
+    const memo = memory();
     return {
       async refresh() {
         let d;
         try {
           d = await get(`trajectory/${encodeURIComponent(id)}`);
         } catch (e) {
+          memo.forget("x");
           swap(body, errorBox(e), e.kind === "not_found" ? h("p", {}, "It may not have landed yet, or it is older than the 90 days the store keeps. ", h("a", { href: back }, "Back to the list")) : null);
           return;
         }
+        if (memo.same("x", d)) return;
         const t = d.trajectory;
         const air = chart({
           name: "trajectory-air", title: "AIR per turn", kind: "bar",
