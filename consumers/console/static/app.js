@@ -220,7 +220,7 @@ rangeSelect.addEventListener("change", () => {
   const route = parseRoute();
   route.params.set("range", rangeSelect.value);
   route.params.delete("page");
-  const path = route.page === "overview" && !location.hash ? "overview" : location.hash.replace(/^#\/?/, "").split("?")[0] || "overview";
+  const path = location.hash.replace(/^#\/?/, "").split("?")[0] || "overview";
   location.hash = `#/${path}?${route.params}`;
 });
 

@@ -122,7 +122,7 @@ function dataTable(spec, data) {
 }
 
 function legend(spec, data) {
-  if (data.length < 2 && !spec.alwaysLegend) return null;
+  if (!data.length || (data.length < 2 && !spec.alwaysLegend)) return null;
   return h("ul", { class: "legend", "aria-label": "Legend" },
     data.map((se, i) => h("li", {}, h("span", { class: `sw ${colour(spec, se.name, i)}${spec.dashed && spec.dashed(se.name) ? " dashed" : ""}`, "aria-hidden": "true" }), se.name)));
 }

@@ -32,9 +32,9 @@ function overTime(data) {
   const rate = split("trajectories", (v) => v / perMinute).map((se) => ({ ...se, points: fillZeros(se.points, r.from, r.to, r.bucket_ms) }));
   const byWord = BY.find(([k]) => k === by)[1];
   return h("div", { class: "grid charts" },
-    chart({ name: "overview-trajectories", title: `Trajectories per minute, by ${byWord}`, kind: "line", series: rate, x: timeAxis(r), y: { unit: "/min", label: "per min" }, bucketMs: r.bucket_ms }),
-    chart({ name: "overview-success", title: `Success rate, by ${byWord}`, kind: "line", series: split("success_rate", (v) => v), x: timeAxis(r), y: { unit: "%" }, gapAfter: gap }),
-    chart({ name: "overview-reward", title: `Mean reward, by ${byWord}`, kind: "line", series: split("mean_reward", (v) => v), x: timeAxis(r), y: { unit: "reward" }, gapAfter: gap }));
+    chart({ name: "overview-trajectories", title: `Trajectories per minute, by ${byWord}`, kind: "line", series: rate, x: timeAxis(r), y: { unit: "/min", label: "per min" }, bucketMs: r.bucket_ms, alwaysLegend: true }),
+    chart({ name: "overview-success", title: `Success rate, by ${byWord}`, kind: "line", series: split("success_rate", (v) => v), x: timeAxis(r), y: { unit: "%" }, gapAfter: gap, alwaysLegend: true }),
+    chart({ name: "overview-reward", title: `Mean reward, by ${byWord}`, kind: "line", series: split("mean_reward", (v) => v), x: timeAxis(r), y: { unit: "reward" }, gapAfter: gap, alwaysLegend: true }));
 }
 
 function learning(data) {
