@@ -1,6 +1,4 @@
-// Talking to /api/console/...: one place for the token, the CSRF header and the error shape.
-
-const TOKEN_KEY = "trajstream-console-token";
+// Talking to /api/console/...: one place for the sign-in, the CSRF header and the error shape.
 
 /** An answer the server refused, with its `kind` from the contract (or "network" when nothing answered). */
 export class ApiError extends Error {
@@ -11,22 +9,29 @@ export class ApiError extends Error {
   }
 }
 
-// A token given once as /console/?token=... is kept in this browser, then sent as a bearer header.
-function token() {
-  const given = new URLSearchParams(location.search).get("token");
+// A token given once as /console/?token=... signs this browser in: the server answers with an HttpOnly,
+// same-site session cookie (which the event stream sends too, as it cannot send headers), and the token
+// leaves the address bar at once. No script ever keeps it.
+const signedIn = (async () => {
+  const params = new URLSearchParams(location.search);
+  const given = params.get("token");
+  if (!given) return;
+  params.delete("token");
+  const rest = params.toString();
+  history.replaceState(null, "", `${location.pathname}${rest ? `?${rest}` : ""}${location.hash}`);
   try {
-    if (given) localStorage.setItem(TOKEN_KEY, given);
-    return given || localStorage.getItem(TOKEN_KEY) || "";
+    await fetch("/console/login", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-Trajstream-Console": "1" },
+      body: JSON.stringify({ token: given }),
+    });
   } catch (e) {
-    return given || "";
+    // nothing answered: the first request says so
   }
-}
+})();
 
 function headers(extra) {
-  const h = { Accept: "application/json", ...extra };
-  const t = token();
-  if (t) h.Authorization = `Bearer ${t}`;
-  return h;
+  return { Accept: "application/json", ...extra };
 }
 
 async function answer(response) {
@@ -52,6 +57,7 @@ export async function get(path, params = {}) {
     if (v !== undefined && v !== null && v !== "") query.set(k, v);
   }
   const qs = query.toString();
+  await signedIn;
   let response;
   try {
     response = await fetch(`/api/console/${path}${qs ? `?${qs}` : ""}`, { headers: headers() });
@@ -63,6 +69,7 @@ export async function get(path, params = {}) {
 
 /** POST with the JSON body and the header the server's CSRF guard asks for. */
 export async function post(path, body) {
+  await signedIn;
   let response;
   try {
     response = await fetch(`/api/console/${path}`, {
@@ -76,8 +83,8 @@ export async function post(path, body) {
   return answer(response);
 }
 
-/** The stream's URL; EventSource cannot send headers, so a token travels in the query. */
-export function streamUrl() {
-  const t = token();
-  return `/api/console/stream${t ? `?token=${encodeURIComponent(t)}` : ""}`;
+/** The stream's URL (the session cookie signs it in). */
+export async function streamUrl() {
+  await signedIn;
+  return "/api/console/stream";
 }

@@ -155,10 +155,10 @@ function setLive(state, text) {
 }
 
 let source = null;
-function connect() {
+async function connect() {
   if (source) source.close();
   setLive(source ? "reconnecting" : "connecting");
-  source = new EventSource(streamUrl());
+  source = new EventSource(await streamUrl());
   source.addEventListener("open", () => setLive("live"));
   source.addEventListener("landed", () => {
     setLive("live");
