@@ -16,6 +16,7 @@ from typing import Any
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
+from trajstream.consumers.sql_guard import refusal
 from trajstream.errors import TrajstreamError
 from trajstream.settings import Settings
 
@@ -123,19 +124,46 @@ def query_rows(client: Client, sql: str, parameters: dict[str, Any] | None = Non
     return [tuple(row) for row in client.query(sql, parameters=parameters).result_rows]
 
 
-_READ_ONLY = re.compile(r"^\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b", re.IGNORECASE)
+# The limits every /sql statement runs under (docs/sql.md). readonly=1, not 2: with 2, chDB runs file().
+SQL_MAX_SECONDS = 30
+SQL_MAX_MEMORY_BYTES = 2 * 1024**3
+SQL_MAX_ROWS_TO_READ = 1_000_000_000
 
 
-def read_only_query(client: Any, sql: str, database: str, max_rows: int = 10_000) -> dict[str, Any]:
-    """Run a read-only statement: refused unless it reads, and run with readonly=1 all the same."""
-    if not _READ_ONLY.match(sql) or ";" in sql.strip().rstrip(";"):
-        raise ClickHouseError("only one SELECT, WITH, SHOW, DESCRIBE, EXPLAIN or EXISTS statement is allowed")
+def read_only_query(client: Any, sql: str, database: str, max_rows: int = 10_000, *,
+                    max_seconds: float = SQL_MAX_SECONDS, max_memory_bytes: int = SQL_MAX_MEMORY_BYTES,
+                    max_rows_to_read: int = SQL_MAX_ROWS_TO_READ) -> dict[str, Any]:  # fmt: skip
+    """Run one statement that reads the project's tables (sql_guard.py's rules), under readonly=1 and limits.
+
+    The text is never spliced into other SQL before ClickHouse has parsed it as one statement: chDB runs
+    every statement of a multi-statement text (``EXPLAIN AST SELECT 1; DROP TABLE t`` drops the table).
+    """
+    limits = {"readonly": 1, "max_execution_time": max_seconds, "max_memory_usage": max_memory_bytes,
+              "max_result_rows": max_rows, "result_overflow_mode": "break",
+              "max_rows_to_read": max_rows_to_read, "read_overflow_mode": "throw"}  # fmt: skip
     try:
-        result = client.query(sql.strip().rstrip(";"), settings={"readonly": 1, "max_result_rows": max_rows,
-                                                                  "result_overflow_mode": "break"})  # fmt: skip
+        formatted = client.query("SELECT formatQuerySingleLine({sql:String})", parameters={"sql": sql},
+                                 settings=limits).result_rows[0][0]  # fmt: skip
+    except Exception as exc:
+        raise ClickHouseError(f"the statement does not parse as one statement: {_first_line(exc)}") from exc
+    try:
+        # No settings here: the chDB driver SETs them and restores them after, and readonly=1 can't be undone.
+        dump = client.command(f"EXPLAIN AST {formatted}")
+    except Exception as exc:
+        raise ClickHouseError(f"the statement was refused: {_first_line(exc)}") from exc
+    reason = refusal(str(dump), str(formatted), database, getattr(client, "database", None))
+    if reason:
+        raise ClickHouseError(reason)
+    try:
+        result = client.query(formatted, settings=limits)
     except Exception as exc:
         raise ClickHouseError(f"query failed: {exc}") from exc
-    return {"columns": list(result.column_names), "rows": [list(r) for r in result.result_rows], "database": database}
+    rows = [list(r) for r in result.result_rows[:max_rows]]  # "break" stops at a block, past max_rows
+    return {"columns": list(result.column_names), "rows": rows, "database": database}
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [repr(exc)])[0]
 
 
 def stored_bytes(client: Any, database: str) -> dict[str, tuple[int, int]]:
