@@ -87,11 +87,11 @@ class DataAccess:
         if self.url:
             result: dict[str, Any] = self._post("/sql", {"query": query})
             return result
-        from trajstream.consumers.clickhouse_store import connect, migrate, read_only_query
+        from trajstream.consumers.clickhouse_store import connect, migrate, read_only_query, sql_limits
 
         client = connect(self.settings)
         migrate(client, self.settings)
-        return read_only_query(client, query, self.settings.clickhouse_database)
+        return read_only_query(client, query, self.settings.clickhouse_database, **sql_limits(self.settings))
 
     def recall(self, query: str, k: int, filters: dict[str, Any]) -> dict[str, Any]:
         if self.url:

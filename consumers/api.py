@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from trajstream.consumers.api_access import guard
-from trajstream.consumers.clickhouse_store import read_only_query
+from trajstream.consumers.clickhouse_store import read_only_query, sql_limits
 from trajstream.consumers.console.routes import Console, add_console
 from trajstream.consumers.milvus_store import TRAJECTORIES, loaded
 from trajstream.consumers.recall import Recall, RecallError
@@ -72,7 +72,7 @@ def build_app(settings: Settings, recall: Callable[[], Recall], clickhouse: Call
 
     async def do_sql(request: web.Request) -> web.Response:
         (query,) = _need(await _body(request), "query")
-        return await run(lambda: read_only_query(clickhouse(), str(query), database))
+        return await run(lambda: read_only_query(clickhouse(), str(query), database, **sql_limits(settings)))
 
     async def do_recall(request: web.Request) -> web.Response:
         body = await _body(request)

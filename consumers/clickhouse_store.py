@@ -125,9 +125,16 @@ def query_rows(client: Client, sql: str, parameters: dict[str, Any] | None = Non
 
 
 # The limits every /sql statement runs under (docs/sql.md). readonly=1, not 2: with 2, chDB runs file().
-SQL_MAX_SECONDS = 30
-SQL_MAX_MEMORY_BYTES = 2 * 1024**3
-SQL_MAX_ROWS_TO_READ = 1_000_000_000
+# The settings' defaults, for callers without settings at hand (tests, the guard's own checks).
+SQL_MAX_SECONDS: float = Settings.model_fields["sql_max_seconds"].default
+SQL_MAX_MEMORY_BYTES: int = Settings.model_fields["sql_max_memory_bytes"].default
+SQL_MAX_ROWS_TO_READ: int = Settings.model_fields["sql_max_rows_to_read"].default
+
+
+def sql_limits(settings: Settings) -> dict[str, Any]:
+    """The settings' limits for `/sql` and `trajstream sql` (read_only_query's keyword arguments)."""
+    return {"max_seconds": settings.sql_max_seconds, "max_memory_bytes": settings.sql_max_memory_bytes,
+            "max_rows_to_read": settings.sql_max_rows_to_read}  # fmt: skip
 
 
 def read_only_query(client: Any, sql: str, database: str, max_rows: int = 10_000, *,

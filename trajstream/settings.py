@@ -158,6 +158,9 @@ class Settings(BaseSettings):
     api_operator_token: SecretStr | None = Field(
         default=None, description="Token of the operator role: everything read-only may, and dead-letter replay."
     )
+    sql_max_seconds: float = Field(default=30.0, gt=0, description="`/sql` and `trajstream sql`: a query's time limit.")
+    sql_max_memory_bytes: int = Field(default=2 * 1024**3, ge=1 << 20, description="`/sql`: a query's memory limit.")
+    sql_max_rows_to_read: int = Field(default=1_000_000_000, ge=1, description="`/sql`: a query's limit on rows read.")
     console_query_timeout_s: float = Field(
         default=5.0, gt=0, description="Each console query's time limit (ClickHouse max_execution_time)."
     )

@@ -219,8 +219,10 @@ async def test_http_endpoint_refuses_with_the_reason(store: tuple[Any, str]) -> 
     def no_recall() -> Any:
         raise StoreUnavailableError("no recall in this test")
 
-    app = build_app(no_recall, lambda: client, db, lambda: {})
-    async with TestClient(TestServer(app)) as http:
+    settings = Settings(clickhouse_database=db)
+    app = build_app(settings, no_recall, lambda: client, lambda: {})
+    headers = {"X-Trajstream-Console": "1"}  # what the API asks of every POST (consumers/api_access.py)
+    async with TestClient(TestServer(app), headers=headers) as http:
         refused = await http.post("/sql", json={"query": f"SELECT 1; DROP TABLE {db}.sentinel"})
         assert refused.status == 400
         assert "one statement" in (await refused.json())["error"]
