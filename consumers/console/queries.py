@@ -89,6 +89,17 @@ def _rollup_window(r: TimeRange) -> str:
     return f"minute >= toStartOfMinute({_TIME}) AND minute < {_END}"
 
 
+def _resolution(table: str, r: TimeRange) -> tuple[str, str, str]:
+    """The stats rollup to read for a range: ``table`` (``tool_stats``, ``model_metrics``) at minute resolution
+    under 2 hours, hour under 3 days, else day; with its time column and window. An hour or day rollup counts
+    its whole first bucket: a range is read in whole hours or whole UTC days once it spans that much."""
+    if r.granularity == "minute":
+        return f"{table}_minute", "minute", _rollup_window(r)
+    unit = "hour" if r.granularity == "hour" else "day"
+    start = "toStartOfHour" if unit == "hour" else "toStartOfDay"
+    return f"{table}_{unit}", unit, f"{unit} >= {start}({_TIME}) AND {unit} < {_END}"
+
+
 def _filters(filters: Mapping[str, str], allowed: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
     """`` AND column = {f_name:String}`` for each given filter that the table has."""
     sql, params = "", {}
@@ -135,19 +146,21 @@ def deployments(db: str, r: TimeRange) -> Query:
 
 # --- Tools: tool_stats_minute, last_tool_minute, loops from the trajectories' own columns --------------
 def tool_table(db: str, r: TimeRange) -> Query:
+    table, _, window = _resolution("tool_stats", r)
     return Query(
         "tool table",
         "SELECT tool, sum(calls) AS c, sum(errors), sum(timeouts), quantilesMerge(0.5, 0.95, 0.99)(latency) "
-        f"FROM {db}.tool_stats_minute WHERE {_rollup_window(r)} GROUP BY tool ORDER BY c DESC LIMIT 200",
+        f"FROM {db}.{table} WHERE {window} GROUP BY tool ORDER BY c DESC LIMIT 200",
         r.parameters(),
     )
 
 
 def tool_timeline(db: str, r: TimeRange) -> Query:
+    table, column, window = _resolution("tool_stats", r)
     return Query(
         "tool timeline",
-        f"SELECT {_bucket('minute', r)} AS t, tool, sum(calls), sum(errors), sum(timeouts) "
-        f"FROM {db}.tool_stats_minute WHERE {_rollup_window(r)} GROUP BY t, tool ORDER BY t, tool LIMIT 20000",
+        f"SELECT {_bucket(column, r)} AS t, tool, sum(calls), sum(errors), sum(timeouts) "
+        f"FROM {db}.{table} WHERE {window} GROUP BY t, tool ORDER BY t, tool LIMIT 20000",
         r.parameters(),
     )
 
@@ -175,20 +188,22 @@ def tool_loops(db: str, r: TimeRange) -> Query:
 
 # --- Models: model_metrics_minute -----------------------------------------------------------------
 def model_table(db: str, r: TimeRange) -> Query:
+    table, _, window = _resolution("model_metrics", r)
     return Query(
         "model table",
         "SELECT model, model_version, sum(turns) AS n, sum(errors), sum(input_tokens), sum(output_tokens), "
-        f"quantilesMerge(0.5, 0.95, 0.99)(latency) FROM {db}.model_metrics_minute WHERE {_rollup_window(r)} "
+        f"quantilesMerge(0.5, 0.95, 0.99)(latency) FROM {db}.{table} WHERE {window} "
         "GROUP BY model, model_version ORDER BY n DESC LIMIT 200",
         r.parameters(),
     )
 
 
 def model_timeline(db: str, r: TimeRange) -> Query:
+    table, column, window = _resolution("model_metrics", r)
     return Query(
         "model timeline",
-        f"SELECT {_bucket('minute', r)} AS t, model, sum(input_tokens), sum(output_tokens), sum(turns) "
-        f"FROM {db}.model_metrics_minute WHERE {_rollup_window(r)} GROUP BY t, model ORDER BY t, model LIMIT 20000",
+        f"SELECT {_bucket(column, r)} AS t, model, sum(input_tokens), sum(output_tokens), sum(turns) "
+        f"FROM {db}.{table} WHERE {window} GROUP BY t, model ORDER BY t, model LIMIT 20000",
         r.parameters(),
     )
 

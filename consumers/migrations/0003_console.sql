@@ -132,3 +132,139 @@ SELECT
     sum(sign * (outcome IN ('failure', 'error'))) AS failures
 FROM {db}.trajectory_deltas
 GROUP BY minute, agent_id, domain, model_version, last_tool;
+
+-- tool_stats_minute at hour resolution, per tool only: what the console's Tools page reads for ranges of
+-- 2 hours to 3 days. Fewer, larger latency states: merging many small quantile states
+-- costs more than the rows they hold (benchmarks/dashboard.py: 2.4 s over 30 days from the minute table).
+CREATE TABLE IF NOT EXISTS {db}.tool_stats_hour
+(
+    hour DateTime('UTC'),
+    tool LowCardinality(String),
+    calls SimpleAggregateFunction(sum, UInt64),
+    errors SimpleAggregateFunction(sum, UInt64),
+    timeouts SimpleAggregateFunction(sum, UInt64),
+    latency AggregateFunction(quantiles(0.5, 0.95, 0.99), Nullable(UInt64))
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(hour)
+ORDER BY (hour, tool)
+TTL hour + INTERVAL {ttl_days} DAY;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.tool_stats_hour_mv TO {db}.tool_stats_hour AS
+SELECT
+    toStartOfHour(timestamp) AS hour, tool,
+    toUInt64(count()) AS calls,
+    toUInt64(countIf(status = 'error')) AS errors,
+    toUInt64(countIf(status = 'timeout')) AS timeouts,
+    quantilesState(0.5, 0.95, 0.99)(latency_ms) AS latency
+FROM {db}.tool_calls
+GROUP BY hour, tool;
+
+INSERT INTO {db}.tool_stats_hour
+SELECT toStartOfHour(timestamp) AS hour, tool, toUInt64(count()), toUInt64(countIf(status = 'error')),
+    toUInt64(countIf(status = 'timeout')), quantilesState(0.5, 0.95, 0.99)(latency_ms)
+FROM {db}.tool_calls
+GROUP BY hour, tool;
+
+-- model_metrics_minute at hour resolution, per model and version only (the Models page, as above).
+CREATE TABLE IF NOT EXISTS {db}.model_metrics_hour
+(
+    hour DateTime('UTC'),
+    model LowCardinality(String),
+    model_version LowCardinality(String),
+    turns SimpleAggregateFunction(sum, UInt64),
+    errors SimpleAggregateFunction(sum, UInt64),
+    input_tokens SimpleAggregateFunction(sum, UInt64),
+    output_tokens SimpleAggregateFunction(sum, UInt64),
+    latency AggregateFunction(quantiles(0.5, 0.95, 0.99), UInt64)
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(hour)
+ORDER BY (hour, model, model_version)
+TTL hour + INTERVAL {ttl_days} DAY;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.model_metrics_hour_mv TO {db}.model_metrics_hour AS
+SELECT
+    toStartOfHour(timestamp) AS hour, model, model_version,
+    toUInt64(count()) AS turns,
+    toUInt64(countIf(error)) AS errors,
+    toUInt64(sum(ifNull(input_tokens, 0))) AS input_tokens,
+    toUInt64(sum(ifNull(output_tokens, 0))) AS output_tokens,
+    quantilesState(0.5, 0.95, 0.99)(duration_ms) AS latency
+FROM {db}.turns
+GROUP BY hour, model, model_version;
+
+INSERT INTO {db}.model_metrics_hour
+SELECT toStartOfHour(timestamp) AS hour, model, model_version, toUInt64(count()), toUInt64(countIf(error)),
+    toUInt64(sum(ifNull(input_tokens, 0))), toUInt64(sum(ifNull(output_tokens, 0))),
+    quantilesState(0.5, 0.95, 0.99)(duration_ms)
+FROM {db}.turns
+GROUP BY hour, model, model_version;
+
+-- tool_stats_minute at day resolution, per tool only: what the console's Tools page reads for ranges of
+-- 3 days or more. Fewer, larger latency states: merging many small quantile states
+-- costs more than the rows they hold (benchmarks/dashboard.py: 2.4 s over 30 days from the minute table).
+CREATE TABLE IF NOT EXISTS {db}.tool_stats_day
+(
+    day DateTime('UTC'),
+    tool LowCardinality(String),
+    calls SimpleAggregateFunction(sum, UInt64),
+    errors SimpleAggregateFunction(sum, UInt64),
+    timeouts SimpleAggregateFunction(sum, UInt64),
+    latency AggregateFunction(quantiles(0.5, 0.95, 0.99), Nullable(UInt64))
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (day, tool)
+TTL day + INTERVAL {ttl_days} DAY;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.tool_stats_day_mv TO {db}.tool_stats_day AS
+SELECT
+    toStartOfDay(timestamp) AS day, tool,
+    toUInt64(count()) AS calls,
+    toUInt64(countIf(status = 'error')) AS errors,
+    toUInt64(countIf(status = 'timeout')) AS timeouts,
+    quantilesState(0.5, 0.95, 0.99)(latency_ms) AS latency
+FROM {db}.tool_calls
+GROUP BY day, tool;
+
+INSERT INTO {db}.tool_stats_day
+SELECT toStartOfDay(timestamp) AS day, tool, toUInt64(count()), toUInt64(countIf(status = 'error')),
+    toUInt64(countIf(status = 'timeout')), quantilesState(0.5, 0.95, 0.99)(latency_ms)
+FROM {db}.tool_calls
+GROUP BY day, tool;
+
+-- model_metrics_minute at day resolution, per model and version only (the Models page, as above).
+CREATE TABLE IF NOT EXISTS {db}.model_metrics_day
+(
+    day DateTime('UTC'),
+    model LowCardinality(String),
+    model_version LowCardinality(String),
+    turns SimpleAggregateFunction(sum, UInt64),
+    errors SimpleAggregateFunction(sum, UInt64),
+    input_tokens SimpleAggregateFunction(sum, UInt64),
+    output_tokens SimpleAggregateFunction(sum, UInt64),
+    latency AggregateFunction(quantiles(0.5, 0.95, 0.99), UInt64)
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (day, model, model_version)
+TTL day + INTERVAL {ttl_days} DAY;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.model_metrics_day_mv TO {db}.model_metrics_day AS
+SELECT
+    toStartOfDay(timestamp) AS day, model, model_version,
+    toUInt64(count()) AS turns,
+    toUInt64(countIf(error)) AS errors,
+    toUInt64(sum(ifNull(input_tokens, 0))) AS input_tokens,
+    toUInt64(sum(ifNull(output_tokens, 0))) AS output_tokens,
+    quantilesState(0.5, 0.95, 0.99)(duration_ms) AS latency
+FROM {db}.turns
+GROUP BY day, model, model_version;
+
+INSERT INTO {db}.model_metrics_day
+SELECT toStartOfDay(timestamp) AS day, model, model_version, toUInt64(count()), toUInt64(countIf(error)),
+    toUInt64(sum(ifNull(input_tokens, 0))), toUInt64(sum(ifNull(output_tokens, 0))),
+    quantilesState(0.5, 0.95, 0.99)(duration_ms)
+FROM {db}.turns
+GROUP BY day, model, model_version;

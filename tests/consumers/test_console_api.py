@@ -89,6 +89,14 @@ async def test_overview_learning_tools_and_models_show_the_landed_numbers(
     assert before["lookup"]["share"] == pytest.approx(2 / 3)
     assert tools["loops"] == [{"tool": "search", "loops": 1, "max_repeats": 3, "example": corpus.loop_id}]
 
+    # The hour and day rollups (ranges past 2 hours and past 3 days) hold the same numbers.
+    for wider in ("24h", "30d"):
+        again = await _get(http, f"/api/console/tools?range={wider}")
+        assert next(t for t in again["tools"] if t["tool"] == "lookup")["calls"] == 18, wider
+        assert sum(p["calls"] for p in again["timeline"]) == sum(p["calls"] for p in tools["timeline"])
+        tokens = (await _get(http, f"/api/console/models?range={wider}"))["models"]
+        assert sum(m["tokens_in"] for m in tokens) == 1800, wider
+
     models = await _get(http, "/api/console/models?range=1h")
     row = next(m for m in models["models"] if m["model"] == "gpt-test")
     assert (row["turns"], row["tokens_in"], row["tokens_out"], row["cost"]) == (18, 1800, 180, None)
@@ -111,11 +119,14 @@ async def test_the_list_filters_pages_and_the_detail_shows_one_trajectory_whole(
     http: TestClient[Any, Any], landed: tuple[Settings, Any, Corpus]
 ) -> None:
     _, _, corpus = landed
-    page = await _get(http, "/api/console/trajectories?range=1h&page_size=4")
-    assert len(page["rows"]) == 4 and page["has_more"] is True
-    rest = await _get(http, "/api/console/trajectories?range=1h&page_size=4&page=2")
-    assert len(rest["rows"]) == 3 and rest["has_more"] is False
-    assert {r["trajectory_id"] for r in page["rows"] + rest["rows"]} == set(corpus.outcomes)
+    for span in ("1h", "30d"):  # 30d: page 1 comes from the last day's window, page 2 from the whole range
+        page = await _get(http, f"/api/console/trajectories?range={span}&page_size=4")
+        assert len(page["rows"]) == 4 and page["has_more"] is True
+        rest = await _get(http, f"/api/console/trajectories?range={span}&page_size=4&page=2")
+        assert len(rest["rows"]) == 3 and rest["has_more"] is False
+        assert {r["trajectory_id"] for r in page["rows"] + rest["rows"]} == set(corpus.outcomes)
+        ended = [r["ended_at"] for r in page["rows"] + rest["rows"]]
+        assert ended == sorted(ended, reverse=True)  # newest first across the pages
     failed = await _get(http, "/api/console/trajectories?range=1h&outcome=failure&agent=agent-a")
     assert {r["trajectory_id"] for r in failed["rows"]} == {
         t for t, o in corpus.outcomes.items() if o == "failure" and corpus.agents[t] == "agent-a"
