@@ -56,7 +56,7 @@ import clickhouse_connect
 
 from trajstream.consumers.clickhouse_store import ClickHouseError, migrate, stored_bytes
 from trajstream.consumers.console import queries
-from trajstream.consumers.console.queries import Query, Window
+from trajstream.consumers.console.queries import Cascade, Query, Window
 from trajstream.consumers.console.timerange import TimeRange
 from trajstream.settings import Settings
 
@@ -407,7 +407,7 @@ class Loader:
 class Timed:
     label: str
     range: str
-    query: Query
+    query: Query | Cascade
     times_ms: list[float] = field(default_factory=list)
     rows: int = 0
     failure: str = ""
@@ -445,7 +445,7 @@ def time_query(client: Any, settings: Settings, timed: Timed, repeats: int) -> l
     return result
 
 
-def labelled(found: list[Query]) -> list[tuple[str, Query]]:
+def labelled(found: list[Query | Cascade]) -> list[tuple[str, Query | Cascade]]:
     """Query names repeat (a timeline by agent and by version): number the repeats."""
     seen: dict[str, int] = {}
     out = []

@@ -24,6 +24,7 @@ from trajstream.settings import Settings
 FAILED = "('failure', 'error')"  # the outcomes a failure chart counts
 _UNIT: dict[Granularity, str] = {"minute": "MINUTE", "hour": "HOUR", "day": "DAY", "week": "WEEK"}
 BY_COLUMN = {"agent": "agent_id", "domain": "domain", "model_version": "model_version"}
+_DAY_MS = 24 * 3_600_000
 _TIME = "{start:DateTime64(3)}"
 _END = "{end:DateTime64(3)}"
 
@@ -35,6 +36,15 @@ class Query:
     name: str
     sql: str
     parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Cascade:
+    """Queries tried in order until one returns more than ``enough`` rows; else the last one's rows."""
+
+    name: str
+    steps: tuple[Query, ...]
+    enough: int
 
 
 class QueryLimitError(ClickHouseError):
@@ -60,8 +70,15 @@ def limits(settings: Settings) -> dict[str, Any]:
     }
 
 
-def run(client: Any, query: Query, settings: Settings) -> list[tuple[Any, ...]]:
+def run(client: Any, query: Query | Cascade, settings: Settings) -> list[tuple[Any, ...]]:
     """Run one console query under its limits; a hit limit becomes a QueryLimitError that says which."""
+    if isinstance(query, Cascade):
+        rows: list[tuple[Any, ...]] = []
+        for step in query.steps:
+            rows = run(client, step, settings)
+            if len(rows) > query.enough:
+                break
+        return rows
     try:
         result = client.query(query.sql, parameters=query.parameters, settings=limits(settings))
     except Exception as exc:  # clickhouse-connect and chDB raise their own types; the code tells the cause
@@ -240,6 +257,15 @@ def trajectory_list(db: str, r: TimeRange, filters: Mapping[str, str], page: int
     )
 
 
+def trajectory_page(db: str, r: TimeRange, filters: Mapping[str, str], page: int, page_size: int) -> Cascade:
+    """The page of the list, read from the range's last day, then its last week, then all of it: the list is
+    newest first, so a window that holds the page and one row more gives the very page the whole range would,
+    without sorting a month of ids (benchmarks/dashboard.py: 455 ms p95 over 30 days of 1M trajectories)."""
+    windows = [TimeRange(r.to_ms - span, r.to_ms) for span in (_DAY_MS, 7 * _DAY_MS) if r.to_ms - span > r.from_ms]
+    steps = tuple(trajectory_list(db, w, filters, page, page_size) for w in (*windows, r))
+    return Cascade("trajectory page", steps, page_size)
+
+
 def facets(db: str, r: TimeRange) -> Query:
     return Query(
         "facets",
@@ -395,14 +421,14 @@ def model_version_events(db: str, r: TimeRange) -> Query:
     )
 
 
-def page_queries(db: str, r: TimeRange) -> list[Query]:
+def page_queries(db: str, r: TimeRange) -> list[Query | Cascade]:
     """Every query the pages run over a range (the benchmark times these)."""
     return [
         trajectory_timeline(db, r, "agent"), trajectory_timeline(db, r, "model_version"),
         *(trajectory_breakdown(db, r, by) for by in BY_COLUMN), deployments(db, r),
         tool_table(db, r), tool_timeline(db, r), tools_before_failure(db, r), tool_loops(db, r),
         model_table(db, r), model_timeline(db, r),
-        trajectory_list(db, r, {}, 1, 50), trajectory_list(db, r, {"outcome": "failure", "q": "refund"}, 3, 50),
+        trajectory_page(db, r, {}, 1, 50), trajectory_page(db, r, {"outcome": "failure", "q": "refund"}, 3, 50),
         facets(db, r), tag_facet(db, r),
         dead_letter_timeline(db, r), dead_letter_reasons(db, r), dead_letter_list(db, r, None, 1, 100),
         model_version_events(db, r),
