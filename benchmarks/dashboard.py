@@ -597,7 +597,7 @@ def baseline_timings(client: Any, settings: Settings, ranges: dict[str, TimeRang
     for name, r in ranges.items():
         for page, naive in baseline_queries(db, r).items():
             sql = ours_of[page](r).sql
-            ours = next(t for t in timed if t.range == name and t.query.sql == sql)
+            ours = next(t for t in timed if t.range == name and getattr(t.query, "sql", None) == sql)
             base = Timed(f"{page} (no rollup)", name, naive)
             base_rows = time_query(client, settings, base, repeats)
             if not ours.failure and not base.failure and COMPARED[page](ours.result) != COMPARED[page](base_rows):
