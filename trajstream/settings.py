@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from trajstream_sdk.config import PACKAGED_SCHEMAS, EmitterConfig, kafka_client_options
@@ -209,6 +209,12 @@ class Settings(BaseSettings):
     @property
     def llm_configured(self) -> bool:
         return bool(self.llm_base_url)
+
+    @field_validator("api_read_token", "api_operator_token", mode="before")
+    @classmethod
+    def _no_empty_token(cls, value: Any) -> Any:
+        # docker-compose passes an unset ${TOKEN:-} as "": that is no token, not a token nobody can present.
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _limits_fit(self) -> Settings:

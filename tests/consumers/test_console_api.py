@@ -229,3 +229,6 @@ def test_without_a_token_the_api_listens_on_loopback_only(tmp_path: Path) -> Non
         check_listen(Settings(home=tmp_path, api_host="0.0.0.0"))
     check_listen(Settings(home=tmp_path, api_host="127.0.0.1"))
     check_listen(Settings(home=tmp_path, api_host="0.0.0.0", api_read_token=SecretStr("t")))
+    # docker-compose hands an unset ${TRAJSTREAM_API_READ_TOKEN:-} over as "": no token, so still refused.
+    with pytest.raises(ConfigurationError):
+        check_listen(Settings(home=tmp_path, api_host="0.0.0.0", api_read_token="", api_operator_token=""))

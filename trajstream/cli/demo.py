@@ -68,8 +68,9 @@ def run_demo(settings: Settings, file: Path, out: Console, err: Console) -> None
         p = data.predict(state, action, 20)
         shown = "unknown" if p["p_success"] is None else f"{p['p_success']:.2f}"
         out.print(f"[bold]6. predict[/] {action}: p(success) {shown}, confidence {p['confidence']:.2f}")
-    out.print("The pipeline keeps running: try [bold]trajstream sql[/], [bold]recall[/], [bold]predict[/], "
-              "[bold]recommend[/]; stop it with [bold]trajstream down[/].")  # fmt: skip
+    out.print("The pipeline keeps running: look at it in the web console ([bold]trajstream console --open[/]), or "
+              "try [bold]trajstream sql[/], [bold]recall[/], [bold]predict[/], [bold]recommend[/]; stop it with "
+              "[bold]trajstream down[/].")  # fmt: skip
 
 
 def _ids(file: Path) -> list[str]:
