@@ -538,9 +538,14 @@ def _bucket(column: str, r: TimeRange) -> str:
     return f"toUnixTimestamp(toStartOfInterval({column}, INTERVAL 1 {unit})) * 1000"
 
 
-def _window(column: str) -> str:
-    # The rows the rollups' window counts: from the range's first whole minute on.
-    return f"{column} >= toStartOfMinute({{start:DateTime64(3)}}) AND {column} < {{end:DateTime64(3)}}"
+def _window(column: str, align: str = "toStartOfMinute") -> str:
+    # The rows the rollups' window counts: from the range's first whole minute on (or hour, or UTC day, for
+    # the Tools and Models pages past 2 hours and 3 days: queries._resolution).
+    return f"{column} >= {align}({{start:DateTime64(3)}}) AND {column} < {{end:DateTime64(3)}}"
+
+
+def _stats_align(r: TimeRange) -> str:
+    return {"minute": "toStartOfMinute", "hour": "toStartOfHour"}.get(r.granularity, "toStartOfDay")
 
 
 def baseline_queries(db: str, r: TimeRange) -> dict[str, Query]:
@@ -558,15 +563,16 @@ def baseline_queries(db: str, r: TimeRange) -> dict[str, Query]:
         "tool table": Query(
             "baseline tool table",
             "SELECT tool, count() AS c, countIf(status = 'error'), countIf(status = 'timeout'), "
-            f"quantiles(0.5, 0.95, 0.99)(latency_ms) FROM {db}.tool_calls WHERE {_window('timestamp')} "
-            "GROUP BY tool ORDER BY c DESC LIMIT 200",
+            f"quantiles(0.5, 0.95, 0.99)(latency_ms) FROM {db}.tool_calls "
+            f"WHERE {_window('timestamp', _stats_align(r))} GROUP BY tool ORDER BY c DESC LIMIT 200",
             r.parameters(),
         ),
         "model table": Query(
             "baseline model table",
             "SELECT model, model_version, count() AS n, countIf(error), sum(ifNull(input_tokens, 0)), "
             "sum(ifNull(output_tokens, 0)), quantiles(0.5, 0.95, 0.99)(duration_ms) "
-            f"FROM {db}.turns WHERE {_window('timestamp')} GROUP BY model, model_version ORDER BY n DESC LIMIT 200",
+            f"FROM {db}.turns WHERE {_window('timestamp', _stats_align(r))} GROUP BY model, model_version "
+            "ORDER BY n DESC LIMIT 200",
             r.parameters(),
         ),
     }
