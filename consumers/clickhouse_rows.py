@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from trajstream.assembled import TrajectoryView
@@ -72,6 +72,10 @@ COLUMNS: dict[str, list[str]] = {
 }  # fmt: skip
 
 
+# What a delta row carries of its version (all of trajectory_deltas but the sign).
+DELTA_ATTRIBUTES = tuple(c for c in COLUMNS["trajectory_deltas"] if c != "sign")
+
+
 @dataclass
 class Rows:
     """Rows per table, each a list in COLUMNS order."""
@@ -89,8 +93,10 @@ class Rows:
         return sum(len(r) for r in self.tables.values())
 
 
-def _ms(value: datetime) -> int:
-    return int(value.timestamp() * 1000)
+def epoch_ms(value: datetime) -> int:
+    """A time as epoch milliseconds; a time without a zone is UTC (ClickHouse's are)."""
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return int(aware.timestamp() * 1000)
 
 
 def scored_rows(scored: Mapping[str, Any], codec: EventCodec, source_partition: int,
@@ -152,7 +158,7 @@ def scored_rows(scored: Mapping[str, Any], codec: EventCodec, source_partition: 
                     "trajectory_id": tid, "turn_index": call[0] if call else step.turn_index,
                     "call_id": content["call_id"], "timestamp": at, "tool": content["name"],
                     "arguments": call[2]["arguments"] if call else "", "status": content["status"],
-                    "latency_ms": max(0, _ms(message["timestamp"]) - _ms(at)) if call else None,
+                    "latency_ms": max(0, epoch_ms(message["timestamp"]) - epoch_ms(at)) if call else None,
                     "agent_id": attrs["agent_id"], "domain": attrs["domain"], "model_version": model_version,
                     "task_key": attrs["task_key"],
                 })  # fmt: skip
@@ -172,7 +178,7 @@ def scored_rows(scored: Mapping[str, Any], codec: EventCodec, source_partition: 
         "scored_at": scored["scored_at"], "environment": view["environment"] or "", "task": view.task_description,
         "tags": list(view["tags"] or []),
         "reward_function": scored["reward_function"], "turn_count": len(view.steps), "tool_calls": tool_calls,
-        "tool_errors": tool_errors, "duration_ms": max(0, _ms(ended) - _ms(started)),
+        "tool_errors": tool_errors, "duration_ms": max(0, epoch_ms(ended) - epoch_ms(started)),
         "parent_trajectory_id": view["parent_trajectory_id"] or "", "timed_out": bool(view["timed_out"]),
         "extractor": scored["extractor"] or "", "entities": list(scored["entities"]), "reason": view["reason"] or "",
         "source_partition": source_partition, "source_offset": source_offset, **attrs,
@@ -215,17 +221,7 @@ def enrichment_rows(result: Mapping[str, Any], attrs: Mapping[str, Any]) -> Rows
 
 def delta_rows(new: Mapping[str, Any], previous: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """+1 for the new version, -1 for each earlier version it replaces (its stored values)."""
-    keep = (
-        "trajectory_id",
-        "version",
-        "ended_at",
-        "agent_id",
-        "domain",
-        "model_version",
-        "last_tool",
-        "outcome",
-        "reward",
-    )
+    keep = DELTA_ATTRIBUTES
     out = [{**{k: p[k] for k in keep}, "sign": -1} for p in previous]
     out.append({**{k: new[k] for k in keep}, "sign": 1})
     return out

@@ -15,16 +15,18 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
 from trajstream.consumers.clickhouse_rows import (
     COLUMNS,
+    DELTA_ATTRIBUTES,
     Rows,
     dead_letter_row,
     delta_rows,
+    epoch_ms,
     model_version_row,
     scored_rows,
 )
@@ -70,14 +72,9 @@ def _key(values: Iterable[Any]) -> str:
     return "\x1f".join(str(v) for v in values)
 
 
-def _ms(value: datetime) -> int:
-    aware = value if value.tzinfo else value.replace(tzinfo=UTC)  # ClickHouse's are UTC
-    return int(aware.timestamp() * 1000)
-
-
 def _plain(value: Any) -> Any:
     """A key part as ``_key`` compares it: a time as epoch milliseconds, whoever made it."""
-    return _ms(value) if isinstance(value, datetime) else value
+    return epoch_ms(value) if isinstance(value, datetime) else value
 
 
 class ClickHouseSink(BatchSink):
@@ -166,17 +163,7 @@ class ClickHouseSink(BatchSink):
             return []
         ids = sorted({a["trajectory_id"] for a in fresh})
         latest: dict[str, dict[str, Any]] = {}
-        cols = (
-            "trajectory_id",
-            "version",
-            "ended_at",
-            "agent_id",
-            "domain",
-            "model_version",
-            "last_tool",
-            "outcome",
-            "reward",
-        )
+        cols = DELTA_ATTRIBUTES
         for row in self._select(
             f"SELECT {', '.join(cols)} FROM {self.db}.trajectory_deltas WHERE trajectory_id IN {{ids:Array(String)}} "
             "AND sign = 1 ORDER BY version DESC LIMIT 1 BY trajectory_id",
@@ -225,7 +212,7 @@ class ClickHouseSink(BatchSink):
             "{m:Array(String)} AND version IN {v:Array(String)}",
             {"m": sorted({k[0] for k in keys}), "v": sorted({k[1] for k in keys})},
         )
-        return {_key((m, v, e, _ms(at))) for m, v, e, at in found}
+        return {_key((m, v, e, epoch_ms(at))) for m, v, e, at in found}
 
     def _insert(self, rows: Rows, present: dict[str, set[str]]) -> None:
         for table in ORDER:
