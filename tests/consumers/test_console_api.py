@@ -3,6 +3,7 @@ every query's limits become errors the page can show; the tokens and roles hold.
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
 from tests.support.console_corpus import Corpus, land_corpus
+from tests.support.env import env_for, trajstream_bin
 from trajstream.consumers.api import build_app
 from trajstream.consumers.api_access import check_listen
 from trajstream.consumers.clickhouse_store import connect, migrate
@@ -232,3 +234,9 @@ def test_without_a_token_the_api_listens_on_loopback_only(tmp_path: Path) -> Non
     # docker-compose hands an unset ${TRAJSTREAM_API_READ_TOKEN:-} over as "": no token, so still refused.
     with pytest.raises(ConfigurationError):
         check_listen(Settings(home=tmp_path, api_host="0.0.0.0", api_read_token="", api_operator_token=""))
+
+
+def test_the_console_command_says_how_to_start_it_when_nothing_runs(tmp_path: Path) -> None:
+    env = env_for(Settings(home=tmp_path))
+    done = subprocess.run([str(trajstream_bin()), "console"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "trajstream up" in done.stderr, done.stdout + done.stderr

@@ -62,6 +62,8 @@ def pipeline(broker_settings: Settings, tmp_path_factory: pytest.TempPathFactory
     assert up.returncode == 0, up.stdout + up.stderr
     url = f"http://127.0.0.1:{settings.api_port}"
     assert f"console {url}/console/" in up.stderr  # `up` says where the console is
+    shown = subprocess.run([str(trajstream_bin()), "console"], env=env, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and f"{url}/console/" in shown.stdout, shown.stdout + shown.stderr
     try:
         yield settings, url
     finally:
