@@ -26,6 +26,7 @@ from trajstream.consumers.data_worker import serve
 from trajstream.consumers.embedding import Embedder
 from trajstream.consumers.milvus_sink import MilvusSink
 from trajstream.consumers.milvus_store import TRAJECTORIES, connect, ensure_collections
+from trajstream.data_api import api_headers
 from trajstream.parts import pid_file
 from trajstream.pipeline import status
 from trajstream.settings import Settings
@@ -160,7 +161,7 @@ async def test_a_data_worker_whose_milvus_is_down_still_lands_in_clickhouse_and_
     try:
         await asyncio.wait_for(ready.wait(), timeout=120)
         await publish(settings, [("trajectories.scored", t.encode(), v) for t, v in scored.items()])
-        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        async with httpx.AsyncClient(base_url=url, timeout=30, headers=api_headers(settings)) as http:
 
             async def landed(store: str) -> list[str] | None:
                 answer = (await http.post("/exists", json={"ids": list(scored)})).json()

@@ -23,6 +23,7 @@ import httpx
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
@@ -269,10 +270,11 @@ def test_tables_are_keyboard_navigable(
     first = _find(browser, 'table[data-table="trajectories"] tbody tr[data-key]')
     rows = browser.find_elements(By.CSS_SELECTOR, 'table[data-table="trajectories"] tbody tr[data-key]')
     browser.execute_script("arguments[0].focus()", first)  # where Tab lands (one row in the tab order); keys only
-    browser.switch_to.active_element.send_keys(Keys.ARROW_DOWN)
+    # Keys to whatever has the focus, as a keyboard sends them.
+    ActionChains(browser).send_keys(Keys.ARROW_DOWN).perform()
     second = rows[1].get_attribute("data-key")
     assert browser.switch_to.active_element.get_attribute("data-key") == second
-    browser.switch_to.active_element.send_keys(Keys.ENTER)
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
     WebDriverWait(browser, 10).until(lambda d: f"trajectories/{second}" in d.execute_script("return location.hash"))
     _find(browser, 'table[data-table="trajectory-versions"]')  # the detail of the row Enter was pressed on
 
