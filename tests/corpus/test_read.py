@@ -1,0 +1,104 @@
+"""The corpus read back from ClickHouse equals what the agents emitted, message for message."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka.structs import ConsumerRecord
+
+from trajstream.consumers.clickhouse_sink import ClickHouseSink
+from trajstream.consumers.clickhouse_store import connect, migrate
+from trajstream.corpus.read import CorpusFilter, CorpusReader
+from trajstream.settings import Settings
+from trajstream.streams.in_process import Pipeline
+from trajstream_sdk.codec import EventCodec, codec_for
+from trajstream_sdk.events import (
+    Message,
+    ModelInfo,
+    Redacted,
+    TokenLogprob,
+    ToolCall,
+    ToolResponse,
+    end_record,
+    start_record,
+    turn_record,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def store(tmp_path: Path, chdb_dir: Path) -> Iterator[tuple[Settings, Any]]:
+    settings = Settings(
+        home=tmp_path, clickhouse_dsn=f"chdb://{chdb_dir}", clickhouse_database=f"r{uuid.uuid4().hex[:10]}"
+    )
+    client = connect(settings)
+    migrate(client, settings)
+    yield settings, client
+
+
+def _emit(
+    codec: EventCodec, n: int, outcome: str = "success"
+) -> tuple[str, list[tuple[str, bytes]], list[dict[str, Any]]]:
+    tid = f"rt-{n}-{uuid.uuid4().hex[:6]}"
+    turns = [
+        [Message.text("user", f"Refund order {n}, it arrived broken"),
+         Message("assistant", ToolCall("lookup_order", "c1", {"order_id": n, "note": "ünïcode"}),
+                 reasoning="the order must be found first")],
+        [Message("tool", ToolResponse("lookup_order", "c1", {"status": "damaged"}, "success")),
+         Message("user", Redacted("pii", "text")),
+         Message.text("assistant", "Refunded.")],
+    ]  # fmt: skip
+    events = [("events", codec.encode("trajectory_start", start_record(
+        tid, f"Refund order {n}", agent_id="agent-r", domain="support", tags=("rt",),
+        system_message="You are a careful support agent.")))]  # fmt: skip
+    records = []
+    for i, messages in enumerate(turns):
+        model = ModelInfo(response_model="m", model_version="v1", input_tokens=10, output_tokens=3,
+                          logprobs=[TokenLogprob("Re", -0.1, 11), TokenLogprob("funded", -0.2, None)])  # fmt: skip
+        record = turn_record(tid, i, messages, duration_ms=40, model=model)
+        records.extend(record["messages"])
+        events.append(("events", codec.encode("turn", record)))
+    events.append(("events", codec.encode("trajectory_end", end_record(tid, outcome, turn_count=2))))
+    return tid, events, records
+
+
+def _land(settings: Settings, client: Any, codec: EventCodec, events: list[tuple[str, bytes]]) -> None:
+    scored = Pipeline(settings, codec).run(events)
+    records = [ConsumerRecord(settings.topic("trajectories.scored"), 0, i, 0, 0, b"k", v, None, 0, len(v), [])
+               for i, v in enumerate(scored)]  # fmt: skip
+    assert ClickHouseSink(settings, client, codec).land(records) == []
+
+
+def test_every_message_comes_back_as_emitted(store: tuple[Settings, Any]) -> None:
+    settings, client = store
+    codec = codec_for(settings)
+    emitted: dict[str, list[dict[str, Any]]] = {}
+    events: list[tuple[str, bytes]] = []
+    for n in range(3):
+        tid, these, records = _emit(codec, n, "success" if n else "failure")
+        emitted[tid] = records
+        events += these
+    _land(settings, client, codec, events)
+    reader = CorpusReader(client, settings, batch=2)  # pages of 2: the keyset crosses pages
+    read = list(reader.trajectories(CorpusFilter()))
+    got = {t.trajectory_id: t for t in read}
+    assert len(read) == len(got)  # each once, across pages
+    assert set(got) == set(emitted) and reader.skipped == []
+    for tid, records in emitted.items():
+        t = got[tid]
+        assert [(m.role, m.content, m.reasoning) for m in t.messages] == [
+            (r["role"], r["content"][1], r["reasoning"]) for r in records  # (union branch, record) as encoded
+        ]
+        assert t.system_message == "You are a careful support agent." and t.tags == ["rt"]
+        assert t.messages[3].kind == "redacted" and t.messages[3].content == {"reason": "pii", "original_kind": "text"}
+        assert t.turns[0].logprobs == [-0.1, -0.2] and t.turns[0].token_ids == [11, None]
+        assert [c.tool for c in t.turns[0].tool_calls] == ["lookup_order"] and t.turns[0].credit is not None
+    assert {t.trajectory_id for t in reader.trajectories(CorpusFilter(outcomes=("failure",)))} == {
+        t for t in emitted if t.startswith("rt-0-")
+    }
+    assert reader.count(CorpusFilter(tags=("rt",))) == 3 and reader.count(CorpusFilter(agents=("nobody",))) == 0
