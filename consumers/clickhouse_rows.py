@@ -7,6 +7,7 @@ join, and rows are only ever inserted.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,9 +26,9 @@ LOOP_REPEATS = 3
 COLUMNS: dict[str, list[str]] = {
     "trajectories": [
         "trajectory_id", "version", "ended_at", "started_at", "scored_at", "agent_id", "domain", "environment",
-        "task_key", "task", "tags", "outcome", "reward", "reward_function", "turn_count", "tool_calls", "tool_errors",
-        "last_tool", "loop_tools", "loop_repeats", "duration_ms", "model_version", "parent_trajectory_id", "timed_out",
-        "extractor", "entities", "reason", "source_partition", "source_offset",
+        "task_key", "task", "system_message", "tags", "outcome", "reward", "reward_function", "turn_count",
+        "tool_calls", "tool_errors", "last_tool", "loop_tools", "loop_repeats", "duration_ms", "model_version",
+        "parent_trajectory_id", "timed_out", "extractor", "entities", "reason", "source_partition", "source_offset",
     ],
     "trajectory_deltas": [
         "trajectory_id", "version", "sign", "ended_at", "agent_id", "domain", "model_version", "last_tool", "outcome",
@@ -35,12 +36,12 @@ COLUMNS: dict[str, list[str]] = {
     ],
     "turns": [
         "trajectory_id", "turn_index", "timestamp", "duration_ms", "error", "error_type", "turn_reward", "model",
-        "model_version", "input_tokens", "output_tokens", "air", "message_count", "agent_id", "domain", "task_key",
-        "outcome", "reward", "first_version",
+        "model_version", "input_tokens", "output_tokens", "logprob_tokens", "logprobs", "token_ids", "air",
+        "message_count", "agent_id", "domain", "task_key", "outcome", "reward", "first_version",
     ],
     "messages": [
-        "trajectory_id", "turn_index", "seq", "timestamp", "role", "kind", "text", "tool_name", "call_id",
-        "agent_id", "domain", "task_key",
+        "trajectory_id", "turn_index", "seq", "timestamp", "role", "kind", "text", "content", "reasoning", "tool_name",
+        "call_id", "agent_id", "domain", "task_key",
     ],
     "tool_calls": [
         "trajectory_id", "turn_index", "call_id", "timestamp", "tool", "arguments", "status", "latency_ms",
@@ -126,6 +127,7 @@ def scored_rows(scored: Mapping[str, Any], codec: EventCodec, source_partition: 
     for step, turn_air in zip(view.steps, air, strict=True):
         record = step.record
         model = record.get("model") or {}
+        logprobs = model.get("logprobs") or []
         rows.add("turns", {
             "trajectory_id": tid, "turn_index": step.turn_index, "timestamp": record["timestamp"],
             "duration_ms": record.get("duration_ms") or 0, "error": step.error,
@@ -133,6 +135,8 @@ def scored_rows(scored: Mapping[str, Any], codec: EventCodec, source_partition: 
             "model": model.get("response_model") or model.get("request_model") or "",
             "model_version": step.model_version or "",
             "input_tokens": model.get("input_tokens"), "output_tokens": model.get("output_tokens"),
+            "logprob_tokens": [t["token"] for t in logprobs], "logprobs": [float(t["logprob"]) for t in logprobs],
+            "token_ids": [t["token_id"] if t["token_id"] is not None else -1 for t in logprobs],
             "air": float(turn_air), "message_count": len(step.messages), "first_version": version,
             **attrs,
         })  # fmt: skip
@@ -142,6 +146,8 @@ def scored_rows(scored: Mapping[str, Any], codec: EventCodec, source_partition: 
             rows.add("messages", {
                 "trajectory_id": tid, "turn_index": step.turn_index, "seq": seq, "timestamp": message["timestamp"],
                 "role": message["role"], "kind": kind, "text": content_text(content),
+                "content": json.dumps(content, separators=(",", ":"), ensure_ascii=False),
+                "reasoning": message.get("reasoning"),
                 "tool_name": content.get("name", "") if kind in ("tool_call", "tool_response") else "",
                 "call_id": content.get("call_id", "") if kind in ("tool_call", "tool_response") else "",
                 "agent_id": attrs["agent_id"], "domain": attrs["domain"], "task_key": attrs["task_key"],
@@ -176,7 +182,7 @@ def scored_rows(scored: Mapping[str, Any], codec: EventCodec, source_partition: 
         "loop_tools": [tool for (tool, _), _ in loops], "loop_repeats": [n for _, n in loops],
         "trajectory_id": tid, "version": version, "ended_at": ended, "started_at": started,
         "scored_at": scored["scored_at"], "environment": view["environment"] or "", "task": view.task_description,
-        "tags": list(view["tags"] or []),
+        "tags": list(view["tags"] or []), "system_message": view["system_message"] or "",
         "reward_function": scored["reward_function"], "turn_count": len(view.steps), "tool_calls": tool_calls,
         "tool_errors": tool_errors, "duration_ms": max(0, epoch_ms(ended) - epoch_ms(started)),
         "parent_trajectory_id": view["parent_trajectory_id"] or "", "timed_out": bool(view["timed_out"]),

@@ -92,7 +92,8 @@ def test_every_message_comes_back_as_emitted(store: tuple[Settings, Any]) -> Non
     for tid, records in emitted.items():
         t = got[tid]
         assert [(m.role, m.content, m.reasoning) for m in t.messages] == [
-            (r["role"], r["content"][1], r["reasoning"]) for r in records  # (union branch, record) as encoded
+            (r["role"], r["content"][1], r["reasoning"])
+            for r in records  # (union branch, record) as encoded
         ]
         assert t.system_message == "You are a careful support agent." and t.tags == ["rt"]
         assert t.messages[3].kind == "redacted" and t.messages[3].content == {"reason": "pii", "original_kind": "text"}
