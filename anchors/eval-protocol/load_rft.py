@@ -1,8 +1,8 @@
 """Read RFT JSONL as Fireworks does: eval-protocol's default dataset adapter, EvaluationRow(**row) per row.
 
-Usage: python load_rft.py FILE.jsonl. Prints one JSON line: the row count, and per row the digest of what
-EvaluationRow kept: each message's role and content, the ground truth, the tools' names, the input
-metadata (row id, dataset info) and any extra keys it accepted, for the test to compare with the export.
+Usage: python load_rft.py FILE.jsonl... Prints one JSON line, {"files": [...]}: per file the row count, and
+per row the digest of what EvaluationRow kept: each message's role and content, the ground truth, the tools'
+names, the input metadata (row id, dataset info) and any extra keys it accepted, for the test to compare.
 """
 
 from __future__ import annotations
@@ -32,13 +32,13 @@ def digest(row: EvaluationRow) -> dict[str, Any]:
     }
 
 
-def main(path: str) -> None:
+def load(path: str) -> dict[str, Any]:
     with open(path, encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
     loaded = default_dataset_adapter(rows)  # the adapter @evaluation_test uses by default
     assert all(isinstance(r, EvaluationRow) for r in loaded)
-    print(json.dumps({"count": len(loaded), "rows": [digest(r) for r in loaded]}, ensure_ascii=False))
+    return {"count": len(loaded), "rows": [digest(r) for r in loaded]}
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    print(json.dumps({"files": [load(path) for path in sys.argv[1:]]}, ensure_ascii=False))
