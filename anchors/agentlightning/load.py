@@ -14,7 +14,11 @@ goes through 0.3.0's own pipeline the way an external trace reaches it:
   `agentlightning.reward.0.{name,value}` (`emit_reward`'s attributes), each validated by `Span.model_validate`
   and added with the store's `add_span`;
 - the store's spans (`query_spans`) go through `TracerTraceToTriplet().adapt`, which matches each reward to
-  the model call before it (FIRST_OCCURRENCE).
+  the model call before it in time (FIRST_OCCURRENCE).
+
+Spans are timed by the events' order, a millisecond apart from the first event's time, as v1's store times
+events when they are posted (`record_event` stamps each at write time): a trajectory's recorded times can
+tie at a millisecond, and 0.3.0 would then match rewards to calls arbitrarily.
 
 What is printed: per rollout, the spans the store kept and the triplets (response token ids, logprobs,
 reward) 0.3.0 made of them.
@@ -30,9 +34,9 @@ from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm would fetch a price list at import
 
-from agentlightning.adapter import TracerTraceToTriplet  # noqa: E402
-from agentlightning.store.memory import InMemoryLightningStore  # noqa: E402
-from agentlightning.types import Span  # noqa: E402
+from agentlightning.adapter import TracerTraceToTriplet
+from agentlightning.store.memory import InMemoryLightningStore
+from agentlightning.types import Span
 
 
 def span(rollout_id: str, attempt_id: str, seq: int, name: str, start: float, end: float,
@@ -71,11 +75,11 @@ async def load(row: dict[str, Any]) -> dict[str, Any]:
     rollout = row["rollout"]
     attempted = await store.start_rollout(input=rollout["input"], mode="train", metadata=rollout["metadata"])
     rid, aid = attempted.rollout_id, attempted.attempt.attempt_id
+    first = row["events"][0]["timestamp"] if row["events"] else 0.0
     for seq, event in enumerate(row["events"], start=1):
-        data, end = event["data"], event["timestamp"]
+        data, end = event["data"], first + seq / 1000
         if event["event_type"] == "model_request":
-            made = span(rid, aid, seq, "openai.chat.completion", end - (data.get("latency_ms") or 0) / 1000, end,
-                        model_request_attributes(data))  # fmt: skip
+            made = span(rid, aid, seq, "openai.chat.completion", end - 0.0005, end, model_request_attributes(data))
         elif event["event_type"] == "reward":
             made = span(rid, aid, seq, "agentlightning.annotation", end, end,
                         {"agentlightning.reward.0.name": data.get("source") or "reward",

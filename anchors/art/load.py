@@ -25,13 +25,13 @@ from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm would fetch a price list at import
 
-import pyarrow.parquet as pq  # noqa: E402
-from art.trajectories import Trajectory, TrajectoryGroup  # noqa: E402
-from art.utils.trajectory_logging import (  # noqa: E402
+import pyarrow.parquet as pq
+from art.trajectories import Trajectory, TrajectoryGroup
+from art.utils.trajectory_logging import (
     read_trajectory_groups_parquet,
     write_trajectory_groups_parquet,
 )
-from openai.types.chat.chat_completion import Choice  # noqa: E402
+from openai.types.chat.chat_completion import Choice
 
 FLAT = ["group_index", "group_metadata", "group_metrics", "group_logs", "reward", "metrics", "metadata", "tools",
         "logs", "messages"]  # fmt: skip
@@ -104,8 +104,8 @@ def main(path: str) -> None:
         if comparable(c, mine[c]) != comparable(c, art[c])
     ]
     print(json.dumps({
-        "v1": [[{"reward": t.reward, "metadata": t.metadata, "messages": t.messages_and_choices} for t in g.trajectories]
-               for g in v1],
+        "v1": [[{"reward": t.reward, "metadata": t.metadata, "messages": t.messages_and_choices}
+                for t in g.trajectories] for g in v1],
         "v2": [{"metadata": g.metadata, "metrics": g.metrics,
                 "trajectories": [{"reward": t.reward, "metadata": t.metadata, "metrics": t.metrics,
                                   "tools": t.tools, "messages": [describe(m) for m in t.messages_and_choices]}
