@@ -258,8 +258,8 @@ def training_rows(settings: Any, codec: Any, registry: Any, deployed: Any, value
     from transformers import AutoTokenizer
 
     from trajstream.assembled import TrajectoryView
+    from trajstream.grouping import Sample, make_groups
     from trajstream.trainer.advantages import group_advantages, step_advantages
-    from trajstream.trainer.grouping import Sample, make_groups
     from trajstream.trainer.grpo import TrainingRow
     from trajstream.trainer.samples import step_count, tokenize
     from trajstream_sdk.schemas import CREDIT_ASSIGNMENT, SCORED_TRAJECTORY

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from trajstream.trainer.grouping import Group, Sample
+from trajstream.grouping import Group, Sample
 
 Scaling = Literal["std", "none"]
 

@@ -21,10 +21,10 @@ from typing import Any
 
 from trajstream.assembled import TrajectoryView
 from trajstream.errors import CodecError, TrajstreamError
+from trajstream.grouping import Sample, make_groups
 from trajstream.trainer.advantages import group_advantages, step_advantages
 from trajstream.trainer.config import TrainerSettings
 from trajstream.trainer.gate import Verdict, judge
-from trajstream.trainer.grouping import Sample, make_groups
 from trajstream.trainer.grpo import TrainingRow, build_trainer, deepspeed_config, grpo_config
 from trajstream.trainer.live import RewardStats
 from trajstream.trainer.offpolicy import drop_stale

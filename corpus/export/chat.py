@@ -1,19 +1,20 @@
-"""Our messages as OpenAI chat messages: the one converter of every OpenAI-shaped export (SFT, DPO, RFT).
+"""A trajectory as OpenAI chat messages: the one conversion every chat-shaped export shares.
 
-- An assistant's reply is one message: its text and the tool calls that follow it in the same turn go
+- The system message (the trajectory's, if it has one) comes first; then each message as sent. An
+  assistant's reply is one message: its text and the tool calls that follow it in the same turn go
   together (``content`` and ``tool_calls``), as a model's one response carries them, so that each tool
-  message answers a call of the assistant message before it (OpenAI's rule). A reply never spans turns:
-  each turn is one model call.
+  message answers a call of the assistant message before it (OpenAI's rule).
 - Tool calls are ``{"type": "function", "id", "function": {"name", "arguments"}}`` with ``arguments`` the
   JSON text as recorded (a JSON string, not TRL's dict); tool responses are ``{"role": "tool",
   "tool_call_id", "content": <result text>}``. Widgets and structured output give their data as text.
-- ``tools`` are the tools called, in first-call order, as ``{"type": "function", "function": {"name",
-  "parameters": {"type": "object"}}}``: trajstream records calls, not the tools' schemas.
 - Redacted content stays redacted: the message keeps its place with the placeholder ``[redacted: REASON]``
-  (the one renderer's text), and an assistant placeholder is never learned (weight 0). A redacted tool
-  call or response cannot be kept (its call id is gone with it, and the conversation would answer a call
-  that is not there): the conversion refuses it, with ``REDACTED_CALL`` as the reason.
-- The assistant's reasoning is not exported: OpenAI rejects unknown message keys.
+  (the one renderer's text), marked ``redacted`` so that no format learns it. A redacted tool call or tool
+  response cannot be kept: the call's id is gone with it, and the conversation would answer a call that is
+  not there (or leave one unanswered), which the platforms reject; the conversion gives the reason instead.
+- The assistant's reasoning is not carried: OpenAI rejects unknown message keys.
+
+Each message comes with the turn it was sent in (None for the system message), so a format can weigh an
+assistant reply by its turn's credit or attach the turn's token log-probabilities to it.
 """
 
 from __future__ import annotations
@@ -23,37 +24,53 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trajstream.content import content_text
-from trajstream.corpus.read import Message
+from trajstream.corpus.read import Message, Trajectory, Turn
 
 REDACTED_CALL = "holds a redacted tool call or response: its call id is gone, so the conversation cannot be kept whole"
 
-ChatMessage = dict[str, Any]
+
+@dataclass
+class ChatMessage:
+    message: dict[str, Any]  # the OpenAI chat message, as a format writes it (a format may add keys)
+    turn: Turn | None  # the turn it was sent in; None for the trajectory's system message
+    redacted: bool = False  # an assistant placeholder for redacted text: never learned
 
 
 @dataclass
 class Chat:
     messages: list[ChatMessage] = field(default_factory=list)
-    tool_names: dict[str, None] = field(default_factory=dict)  # insertion-ordered set: first-call order
+    tools: list[str] = field(default_factory=list)  # each tool called, in first-call order
+
+    def tool_params(self) -> list[dict[str, Any]]:
+        return tool_params(self.tools)
 
     @property
-    def tools(self) -> list[dict[str, Any]]:
-        return tool_params(self.tool_names)
+    def plain(self) -> list[dict[str, Any]]:
+        """The chat messages alone, without their turns."""
+        return [m.message for m in self.messages]
 
 
 def tool_params(names: Iterable[str]) -> list[dict[str, Any]]:
-    """OpenAI's ``tools`` for these tool names: the schema of each is unknown, so only "an object"."""
+    """``tools`` as OpenAI's ``{"type": "function", "function": {...}}``: trajstream records calls, not the
+    tools' schemas, so the parameters say only "an object"; a trainer that needs real schemas adds them."""
     return [{"type": "function", "function": {"name": name, "parameters": {"type": "object"}}} for name in names]
 
 
-def to_chat(system_message: str, turns: Iterable[tuple[Sequence[Message], bool | None]]) -> Chat | str:
-    """The chat messages of these turns (each turn's messages with whether it is learned: True/False sets
-    each assistant message's ``weight``, None leaves ``weight`` out), after the system message if any;
-    or the reason they cannot be converted."""
+def chat_messages(trajectory: Trajectory) -> Chat | str:
+    """The trajectory's conversation, or the reason it cannot be given as one."""
+    return convert(trajectory.system_message, [(turn, turn.messages) for turn in trajectory.turns])
+
+
+def convert(system_message: str, turns: Iterable[tuple[Turn | None, Sequence[Message]]]) -> Chat | str:
+    """These messages (grouped by the turn they were sent in; None where a format cut them from their turn,
+    as a DPO prompt or an RFT prompt is) as chat messages after the system message, if any; or the reason
+    they cannot be converted."""
     chat = Chat()
     if system_message:
-        chat.messages.append({"role": "system", "content": system_message})
-    for messages, learned in turns:
-        reply: ChatMessage | None = None  # the assistant message a tool call joins
+        chat.messages.append(ChatMessage({"role": "system", "content": system_message}, None))
+    tools: dict[str, None] = {}  # insertion-ordered set
+    for turn, messages in turns:
+        reply: dict[str, Any] | None = None  # the assistant message a tool call joins; never spans turns
         for message in messages:
             content = message.content
             if message.kind == "redacted" and content.get("original_kind") in ("tool_call", "tool_response"):
@@ -61,31 +78,26 @@ def to_chat(system_message: str, turns: Iterable[tuple[Sequence[Message], bool |
             if message.kind == "tool_call":
                 call = {"type": "function", "id": content["call_id"],
                         "function": {"name": content["name"], "arguments": content["arguments"]}}  # fmt: skip
-                chat.tool_names[str(content["name"])] = None
+                tools[str(content["name"])] = None
                 if reply is None:
-                    reply = _assistant({}, learned)
-                    chat.messages.append(reply)
+                    reply = {"role": "assistant"}
+                    chat.messages.append(ChatMessage(reply, turn))
                 reply.setdefault("tool_calls", []).append(call)
                 continue
             if message.kind == "tool_response":
-                chat.messages.append({"role": "tool", "tool_call_id": content["call_id"], "content": content["result"]})
+                answer = {"role": "tool", "tool_call_id": content["call_id"], "content": content["result"]}
+                chat.messages.append(ChatMessage(answer, turn))
                 reply = None
                 continue
             text = content_text(content)
             if message.role == "assistant":
                 redacted = message.kind == "redacted"
-                reply = _assistant({"content": text}, None if learned is None else learned and not redacted)
-                chat.messages.append(reply)
+                reply = {"role": "assistant", "content": text}
+                chat.messages.append(ChatMessage(reply, turn, redacted))
                 if redacted:
                     reply = None  # a call after a placeholder must not be learned with it
                 continue
-            chat.messages.append({"role": message.role, "content": text})
+            chat.messages.append(ChatMessage({"role": message.role, "content": text}, turn))
             reply = None
+    chat.tools = list(tools)
     return chat
-
-
-def _assistant(fields: dict[str, Any], learned: bool | None) -> ChatMessage:
-    message: ChatMessage = {"role": "assistant", **fields}
-    if learned is not None:
-        message["weight"] = int(learned)
-    return message

@@ -24,6 +24,18 @@ class ExportSettings(Settings):
         "[0, 1]), or credit > 0 (credits are shares of the reward summing to it, so a step's is small).",
     )
 
+    # ART's groups are formed as the trainer forms them (trajstream.grouping): its window, its rule, its
+    # threshold; the defaults are the trainer's (TRAJSTREAM_TRAINER_WINDOW_COUNT, _GROUP_BY, _ENTITY_THRESHOLD).
+    export_group_by: Literal["task", "entities"] = Field(
+        default="task", description="How ART's trajectory groups are formed: by task key, or by entity overlap."
+    )
+    export_group_threshold: float = Field(
+        default=0.3, ge=0, le=1, description="Jaccard overlap of entities to join a group (export_group_by=entities)."
+    )
+    export_group_window: int = Field(
+        default=64, ge=1, description="Trajectories grouped together, in the corpus's order (the trainer's window)."
+    )
+
     def learned(self, reward: float, credit: float | None) -> bool:
         """Whether an assistant message with this trajectory reward and turn credit is learned (weight 1)."""
         if self.export_weight_by == "credit" and credit is not None:

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
+from trajstream.grouping import Sample, group_by_entities, jaccard, make_groups
 from trajstream.trainer.advantages import group_advantages, step_advantages
-from trajstream.trainer.grouping import Sample, group_by_entities, jaccard, make_groups
 
 
 def _s(tid: str, reward: float, task: str = "t", entities: tuple[str, ...] = ()) -> Sample:

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
-from trajstream.corpus.export.chat import to_chat, tool_params
+from trajstream.corpus.export.chat import convert, tool_params
 from trajstream.corpus.export.config import ExportSettings
 from trajstream.corpus.export.formats.base import Format, Row, Skip
 from trajstream.corpus.export.pairs import DEFAULT_MARGIN, Pair, first_reply, preference_pairs, prompt_messages
@@ -60,7 +60,7 @@ class _Preferences(Format):
 
     def row(self, pair: Pair) -> Row | str:
         """The pair's row, or the reason it cannot be one."""
-        prompt = to_chat(pair.preferred.system_message, [(prompt_messages(pair.preferred), None)])
+        prompt = convert(pair.preferred.system_message, [(None, prompt_messages(pair.preferred))])
         if isinstance(prompt, str):
             return prompt
         outputs: list[list[dict[str, Any]]] = []
@@ -68,12 +68,12 @@ class _Preferences(Format):
             reply = first_reply(t)
             if any(m.kind == "redacted" for m in reply):
                 return REDACTED_REPLY
-            chat = to_chat("", [(reply, None)])
+            chat = convert("", [(None, reply)])
             if isinstance(chat, str):
                 return chat
-            outputs.append(chat.messages)
+            outputs.append(chat.plain)
         names = {c.tool: None for t in (pair.preferred, pair.rejected) for turn in t.turns for c in turn.tool_calls}
-        input_: dict[str, Any] = {"messages": prompt.messages, "tools": tool_params(names)}
+        input_: dict[str, Any] = {"messages": prompt.plain, "tools": tool_params(names)}
         if self.with_parallel_tool_calls:
             input_["parallel_tool_calls"] = _calls_in_parallel(pair.preferred) or _calls_in_parallel(pair.rejected)
         return {"input": input_, "preferred_output": outputs[0], "non_preferred_output": outputs[1]}

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from trajstream.corpus.export.chat import to_chat, tool_params
+from trajstream.corpus.export.chat import convert, tool_params
 from trajstream.corpus.export.formats.base import PerTrajectory, Row, Skip
 from trajstream.corpus.export.pairs import prompt_messages
 from trajstream.corpus.read import Message, Trajectory
@@ -74,10 +74,10 @@ class _Reinforcement(PerTrajectory):
         prompt = rft_prompt(trajectory)
         if prompt is not None and prompt[-1].kind == "redacted":
             return Skip(trajectory.trajectory_id, trajectory.version, REDACTED_QUESTION)
-        chat = to_chat(trajectory.system_message, [(prompt or [], None)])
+        chat = convert(trajectory.system_message, [(None, prompt or [])])
         if isinstance(chat, str):
             return Skip(trajectory.trajectory_id, trajectory.version, chat)
-        messages = chat.messages
+        messages = chat.plain
         if prompt is None:
             messages.append({"role": "user", "content": trajectory.task})
         tools = tool_params({c.tool: None for turn in trajectory.turns for c in turn.tool_calls})

@@ -5,6 +5,9 @@ the seed's ``entity_based_grouping`` does, entity overlap. A trajectory joins th
 (the union over its members) it overlaps most, by Jaccard, when that overlap is above the threshold;
 otherwise it starts a group. Trajectories are taken in the order given, so the grouping is
 deterministic for a window.
+
+In the core, not the trainer, because two stages form these groups: the trainer for GRPO, and the
+corpus exports (ART's trajectory groups), which must group as the trainer does and sit below it.
 """
 
 from __future__ import annotations
