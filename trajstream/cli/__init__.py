@@ -267,6 +267,7 @@ def worker() -> None:
 def _register_stage_commands() -> None:
     """The CLI is the one core module that imports the stages: each brings its commands module."""
     from trajstream.consumers import commands as consumers
+    from trajstream.corpus.optimise import commands as optimise
     from trajstream.gateway import commands as gateway
     from trajstream.streams import commands as streams
     from trajstream.trainer import commands as trainer
@@ -276,6 +277,8 @@ def _register_stage_commands() -> None:
             worker.add_command(command)
         for command in stage.COMMANDS:
             main.add_command(command)
+    for command in optimise.COMMANDS:
+        main.add_command(command)
 
 
 _register_stage_commands()
