@@ -1,0 +1,1 @@
+"""Optimisation reports mined from the corpus: tools, instructions, skills (``trajstream optimise ...``)."""
