@@ -17,6 +17,7 @@ from trl.data_utils import apply_chat_template, is_conversational, maybe_extract
 
 from tests.support import trl_corpus
 from tests.support.trl_corpus import Emitted
+from trajstream.assembled import task_key
 from trajstream.consumers.clickhouse_store import connect, migrate
 from trajstream.corpus.export.formats import known_formats
 from trajstream.corpus.export.formats.trl import TrlDpo, TrlGrpo, TrlKto, TrlSft
@@ -63,16 +64,17 @@ def test_the_formats_are_registered() -> None:
 def test_sft_round_trip(corpus: tuple[dict[str, Emitted], list[Trajectory]], tmp_path: Path) -> None:
     emitted, read = corpus
     paths, skips = trl_corpus.write(TrlSft(), read, tmp_path, shard_rows=2)
-    # Three successes of "Refund order 7/8" and the partial (reward 0.5, at the threshold): two shards.
-    assert [p.relative_to(tmp_path).as_posix() for p in paths] == ["trl-sft/00000.parquet", "trl-sft/00001.parquet"]
+    # Four successes of "Refund order 7/8/10" and the partial (reward 0.5, at the threshold): three shards.
+    assert [p.relative_to(tmp_path).as_posix() for p in paths] == [f"trl-sft/{i:05d}.parquet" for i in range(3)]
     reasons = {emitted[s.trajectory_id].task + "/" + emitted[s.trajectory_id].outcome: s.reason for s in skips}
     assert reasons == {
         "Refund order 7/failure": "reward under the weight threshold (0.5): nothing to learn from it",
         "Refund order 8/failure": "reward under the weight threshold (0.5): nothing to learn from it",
+        "refund order 10!/failure": "reward under the weight threshold (0.5): nothing to learn from it",
         "Sum two numbers/success": "tool call 'add' has arguments that are not a JSON object; TRL needs a dict",
     }
     rows = _load(paths)
-    assert len(rows) == 4 and set(rows[0]) == {"messages", "tools", "trajectory_id"}
+    assert len(rows) == 5 and set(rows[0]) == {"messages", "tools", "trajectory_id"}
     tok = trl_corpus.tokenizer()
     for row in rows:
         e = emitted[row["trajectory_id"]]
@@ -96,8 +98,15 @@ def test_dpo_pairs_a_success_with_a_failure_of_its_task_group(
     assert [p.relative_to(tmp_path).as_posix() for p in paths] == ["trl-dpo/00000.parquet"]
     rows = _load(paths)
     assert [r["task_key"] for r in rows] == ["refund order 7", "refund order 8"]
-    assert sorted(emitted[s.trajectory_id].task for s in skips) == ["Refund order 7", "Refund order 9",
-                                                                      "Sum two numbers"]  # fmt: skip
+    reasons = {(emitted[s.trajectory_id].task, s.reason) for s in skips}
+    assert len(skips) == len(reasons) == 5
+    assert reasons == {
+        ("Refund order 7", "no low-reward trajectory of its task group left to pair it with"),
+        ("Refund order 9", "no low-reward trajectory of its task group left to pair it with"),
+        ("Sum two numbers", "no low-reward trajectory of its task group left to pair it with"),
+        ("Refund order 10", "paired in its task group with a trajectory given a different prompt"),
+        ("refund order 10!", "paired in its task group with a trajectory given a different prompt"),
+    }
     tok = trl_corpus.tokenizer()
     for row in rows:
         good, bad = emitted[row["chosen_trajectory_id"]], emitted[row["rejected_trajectory_id"]]
@@ -136,7 +145,7 @@ def test_kto_labels(corpus: tuple[dict[str, Emitted], list[Trajectory]], tmp_pat
     partial = {"Refund order 9": "outcome 'partial' is neither desirable nor undesirable"}
     assert skipped == {"Sum two numbers": "tool call 'add' has arguments that are not a JSON object; TRL needs "
                                           "a dict", **(partial if label_by == "outcome" else {})}  # fmt: skip
-    assert len(rows) == 6 - len(skipped) + 1
+    assert len(rows) == len(emitted) - len(skipped)
     tok = trl_corpus.tokenizer()
     for row in rows:
         e = emitted[row["trajectory_id"]]
@@ -156,7 +165,7 @@ def test_grpo_prompts_carry_what_a_reward_function_needs(
 ) -> None:
     emitted, read = corpus
     paths, skips = trl_corpus.write(TrlGrpo(), read, tmp_path, shard_rows=3)
-    assert skips == [] and len(paths) == 3
+    assert skips == [] and len(paths) == 3  # 9 rows, 3 a shard
     rows = _load(paths)
     assert len(rows) == len(emitted)
     # GRPOTrainer hands every column but the prompt to the reward functions, as keyword arguments.
@@ -164,12 +173,17 @@ def test_grpo_prompts_carry_what_a_reward_function_needs(
                                           "trajectory_id"}  # fmt: skip
     by_id = {t.trajectory_id: t for t in read}
     tok = trl_corpus.tokenizer()
-    truths = {"Sum two numbers": "5", "Refund order 7": "Refunded.", "Refund order 8": "Refunded."}
+    truths = {
+        "Sum two numbers": "5",
+        "Refund order 7": "Refunded.",
+        "Refund order 8": "Refunded.",
+        "Refund order 10": "Refunded.",
+    }
     for row in rows:
         e, t = emitted[row["trajectory_id"]], by_id[row["trajectory_id"]]
         assert row["prompt"] == e.expected[:2]
         assert row["ground_truth"] == (truths[e.task] if e.outcome == "success" else None)
-        assert (row["task_key"], row["outcome"]) == (e.task.lower(), e.outcome)
+        assert (row["task_key"], row["outcome"]) == (task_key(e.task), e.outcome)
         assert row["reward"] == t.reward and (row["reward"] >= 0.5) is (e.outcome != "failure")
         assert row["air"] == [turn.air for turn in t.turns] and len(row["air"]) == 2
         assert row["air_total"] == pytest.approx(sum(row["air"]))

@@ -86,10 +86,10 @@ def expected_message(m: Message) -> dict[str, Any]:
     return out
 
 
-def _refund(n: int, good: bool) -> list[list[Message]]:
+def _refund(n: int, good: bool, ask: str = "Refund order {n}, it arrived broken") -> list[list[Message]]:
     if good:
         return [
-            [Message.text("user", f"Refund order {n}, it arrived broken"),
+            [Message.text("user", ask.format(n=n)),
              Message("assistant", ToolCall("lookup_order", "c1", {"order_id": n, "note": "ünïcode"}),
                      reasoning="the order must be found first")],
             [Message("tool", ToolResponse("lookup_order", "c1", {"status": "damaged", "items": [1, 2]}, "success")),
@@ -97,7 +97,7 @@ def _refund(n: int, good: bool) -> list[list[Message]]:
              Message.text("assistant", "Refunded.")],
         ]  # fmt: skip
     return [
-        [Message.text("user", f"Refund order {n}, it arrived broken"),
+        [Message.text("user", ask.format(n=n)),
          Message("assistant", ToolCall("cancel_order", "c9", {"order": {"id": n, "flags": [True, None]}}))],
         [Message("tool", ToolResponse("cancel_order", "c9", "not allowed", "error")),
          Message("assistant", Structured({"answer": "cannot", "code": 3}))],
@@ -105,8 +105,9 @@ def _refund(n: int, good: bool) -> list[list[Message]]:
 
 
 def corpus() -> list[tuple[str, Outcome, list[list[Message]]]]:
-    """(task, outcome, turns) of each trajectory: two task groups with successes and failures, one partial,
-    and one whose call arguments are not a JSON object (TRL cannot hold it)."""
+    """(task, outcome, turns) of each trajectory: task groups with successes and failures (one whose members
+    were asked differently), one partial, and one whose call arguments are not a JSON object (TRL cannot hold
+    it)."""
     return [
         ("Refund order 7", "success", _refund(7, True)),
         ("Refund order 7", "failure", _refund(7, False)),
@@ -114,6 +115,8 @@ def corpus() -> list[tuple[str, Outcome, list[list[Message]]]]:
         ("Refund order 8", "success", _refund(8, True)),
         ("Refund order 8", "failure", _refund(8, False)),
         ("Refund order 9", "partial", _refund(9, True)),
+        ("Refund order 10", "success", _refund(10, True)),
+        ("refund order 10!", "failure", _refund(10, False, "Please refund order {n}")),  # same group, other prompt
         ("Sum two numbers", "success", [[Message.text("user", "Add 2 and 3"),
                                          Message("assistant", ToolCall("add", "a1", [2, 3]))],
                                         [Message("tool", ToolResponse("add", "a1", 5)),
