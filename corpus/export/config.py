@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -14,11 +14,26 @@ class ExportSettings(Settings):
 
     export_weight_by: Literal["reward", "credit"] = Field(
         default="reward",
-        description="What gives an assistant message weight 1 in the SFT formats: the trajectory's reward "
-        "(every assistant message of a good trajectory is learned) or the turn's credit (only the steps "
-        "scoring credited; a turn with no recorded credit falls back to the reward).",
+        description="What makes an assistant message learned (weight 1) in the SFT formats: the trajectory's "
+        "reward (every assistant message of a good trajectory) or its turn's credit (the credited steps only; "
+        "a turn with no recorded credit falls back to the reward).",
     )
-    export_weight_threshold: float = Field(
-        default=0.5,
-        description="An assistant message is learned (weight 1) when its reward or credit is at least this.",
+    export_weight_threshold: float | None = Field(
+        default=None,
+        description="Weight 1 when the reward or credit is at least this. Unset: reward >= 0.5 (rewards are in "
+        "[0, 1]), or credit > 0 (credits are shares of the reward summing to it, so a step's is small).",
     )
+
+    def learned(self, reward: float, credit: float | None) -> bool:
+        """Whether an assistant message with this trajectory reward and turn credit is learned (weight 1)."""
+        if self.export_weight_by == "credit" and credit is not None:
+            return credit >= self.export_weight_threshold if self.export_weight_threshold is not None else credit > 0
+        threshold = self.export_weight_threshold if self.export_weight_threshold is not None else 0.5
+        return reward >= threshold
+
+    @classmethod
+    def extend(cls, settings: Settings, **update: Any) -> ExportSettings:
+        """``settings`` with the exports' section: from ``update``, else from the environment, else defaults."""
+        if isinstance(settings, ExportSettings) and not update:
+            return settings
+        return cls(**{**dict(settings), **update})

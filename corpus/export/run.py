@@ -1,0 +1,106 @@
+"""One export run: open ClickHouse, read the filtered corpus in pages, write it by a format.
+
+Reading while the pipeline runs. chDB (the embedded ClickHouse) takes one process per data directory,
+and while a data worker runs it owns the directory; other commands ask its data API. An export does not
+go through that API: a streaming endpoint would have to rebuild whole trajectories (the reader lives in
+the corpus stage, above the consumers that serve the API, so the API cannot call it) or ship raw rows of
+five tables over HTTP for the CLI to assemble, a second reader to keep exact. An export is an offline,
+heavy read, so the rule is simpler: with a ClickHouse server (TRAJSTREAM_CLICKHOUSE_DSN=http://...) it
+reads the server directly, pipeline or not; with embedded chDB it opens the directory itself, holding
+the stores lock as every direct reader does, and refuses with what to do when a data worker owns it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from trajstream.corpus.export.config import ExportSettings
+from trajstream.corpus.export.formats import known_formats
+from trajstream.corpus.export.formats.base import Format
+from trajstream.corpus.export.writer import prepare_out, write_export
+from trajstream.corpus.read import CorpusFilter, CorpusReader
+from trajstream.data_api import answering_api, stores_lock_file, try_lock_stores
+from trajstream.errors import TrajstreamError
+from trajstream.parts import data_worker_expected
+
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_time(text: str, now: datetime | None = None) -> int:
+    """Epoch milliseconds of an ISO time (UTC unless it says otherwise) or of a time ago like 7d, 12h, 30m."""
+    now = now or datetime.now(UTC)
+    match = _RELATIVE.match(text.strip())
+    if match:
+        when = now - timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    else:
+        try:
+            when = datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise TrajstreamError(f"not a time: {text!r} (an ISO time like 2025-01-31T12:00, or a time ago like "
+                                  "7d, 12h, 30m, 2w)") from None  # fmt: skip
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
+
+
+def format_named(name: str, settings: ExportSettings) -> Format:
+    formats = known_formats()
+    if name not in formats:
+        raise TrajstreamError(f"unknown format {name!r}; known: {', '.join(formats) or 'none'}")
+    return formats[name](settings)
+
+
+@contextmanager
+def open_corpus(settings: ExportSettings) -> Iterator[Any]:
+    """A ClickHouse client to read the corpus with, or a clear refusal when a data worker owns chDB."""
+    from trajstream.consumers.clickhouse_store import connect, dsn, migrate
+
+    lock = None
+    if dsn(settings).startswith("chdb://"):
+        if answering_api(settings) or data_worker_expected(settings):
+            raise TrajstreamError(
+                "the pipeline's data worker owns the embedded ClickHouse (chDB allows one process per data "
+                "directory): stop the pipeline (`trajstream down`) or point TRAJSTREAM_CLICKHOUSE_DSN at a "
+                "ClickHouse server, then export again"
+            )
+        lock = try_lock_stores(settings)
+        if lock is None:
+            raise TrajstreamError(f"another process holds the stores lock {stores_lock_file(settings)}: wait for it "
+                                  "to finish, or point TRAJSTREAM_CLICKHOUSE_DSN at a ClickHouse server")  # fmt: skip
+    try:
+        client = connect(settings)
+        migrate(client, settings)
+        yield client
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def export(settings: ExportSettings, format_name: str, out: Path, filters: CorpusFilter, batch: int = 500,
+           client: Any = None, on_total: Callable[[int], None] = lambda n: None,
+           on_trajectory: Callable[[], None] = lambda: None) -> dict[str, Any]:  # fmt: skip
+    """Export the corpus ``filters`` select by the named format into ``out``; returns the manifest.
+
+    ``client`` reads through an open ClickHouse client (tests, and callers that own one); otherwise
+    ``open_corpus`` opens one. ``on_total`` hears how many trajectories the filter selects (before the
+    reading starts), ``on_trajectory`` each one read.
+    """
+    fmt = format_named(format_name, settings)
+    prepare_out(out)  # refuse a used directory before reading anything
+    if client is None:
+        with open_corpus(settings) as opened:
+            return _export(settings, fmt, out, filters, batch, opened, on_total, on_trajectory)
+    return _export(settings, fmt, out, filters, batch, client, on_total, on_trajectory)
+
+
+def _export(settings: ExportSettings, fmt: Format, out: Path, filters: CorpusFilter, batch: int, client: Any,
+            on_total: Callable[[int], None], on_trajectory: Callable[[], None]) -> dict[str, Any]:  # fmt: skip
+    reader = CorpusReader(client, settings, batch)
+    on_total(reader.count(filters))
+    return write_export(fmt, reader.trajectories(filters), out, filters, reader.skipped, on_trajectory)
