@@ -2,6 +2,7 @@
 
 One row per trajectory: ``{"messages": [...], "tools": [...]}``.
 
+- The messages are converted by the one converter of the OpenAI-shaped exports, ``corpus/export/chat.py``.
 - The system message (the trajectory's, if it has one) comes first; then each message as sent. An
   assistant's reply is one message: its text and the tool calls that follow it in the same turn go
   together (``content`` and ``tool_calls``), as a model's one response carries them, so that each tool
@@ -27,13 +28,12 @@ One row per trajectory: ``{"messages": [...], "tools": [...]}``.
 
 from __future__ import annotations
 
-from typing import Any
-
-from trajstream.content import content_text
+from trajstream.corpus.export.chat import REDACTED_CALL, to_chat
 from trajstream.corpus.export.formats.base import PerTrajectory, Row, Skip
 from trajstream.corpus.read import Trajectory
 
-REDACTED_CALL = "holds a redacted tool call or response: its call id is gone, so the conversation cannot be kept whole"
+__all__ = ["NOTHING_LEARNED", "NO_ASSISTANT", "REDACTED_CALL", "OpenAISFT"]
+
 NO_ASSISTANT = "no assistant message"
 NOTHING_LEARNED = "nothing to learn: every assistant message has weight 0"
 
@@ -44,50 +44,19 @@ class OpenAISFT(PerTrajectory):
     kind = "jsonl"
 
     def row(self, trajectory: Trajectory) -> Row | Skip:
-        messages: list[dict[str, Any]] = []
-        if trajectory.system_message:
-            messages.append({"role": "system", "content": trajectory.system_message})
-        tools: dict[str, None] = {}  # insertion-ordered set
-        reply: dict[str, Any] | None = None  # the assistant message a tool call joins
-        for turn in trajectory.turns:
-            learned = self.settings.learned(trajectory.reward, turn.credit)
-            reply = None  # a reply never spans turns: each turn is one model call
-            for message in turn.messages:
-                content = message.content
-                if message.kind == "redacted" and content.get("original_kind") in ("tool_call", "tool_response"):
-                    return Skip(trajectory.trajectory_id, trajectory.version, REDACTED_CALL)
-                if message.kind == "tool_call":
-                    call = {"type": "function", "id": content["call_id"],
-                            "function": {"name": content["name"], "arguments": content["arguments"]}}  # fmt: skip
-                    tools[str(content["name"])] = None
-                    if reply is None:
-                        reply = {"role": "assistant", "weight": int(learned)}
-                        messages.append(reply)
-                    reply.setdefault("tool_calls", []).append(call)
-                    continue
-                if message.kind == "tool_response":
-                    messages.append({"role": "tool", "tool_call_id": content["call_id"], "content": content["result"]})
-                    reply = None
-                    continue
-                text = content_text(content)
-                if message.role == "assistant":
-                    reply = {"role": "assistant", "content": text,
-                             "weight": int(learned and message.kind != "redacted")}  # fmt: skip
-                    messages.append(reply)
-                    if message.kind == "redacted":
-                        reply = None  # a call after a placeholder must not be learned with it
-                    continue
-                messages.append({"role": message.role, "content": text})
-                reply = None
-        weights = [m["weight"] for m in messages if m["role"] == "assistant"]
+        chat = to_chat(trajectory.system_message,
+                       [(turn.messages, self.settings.learned(trajectory.reward, turn.credit))
+                        for turn in trajectory.turns])  # fmt: skip
+        if isinstance(chat, str):
+            return Skip(trajectory.trajectory_id, trajectory.version, chat)
+        weights = [m["weight"] for m in chat.messages if m["role"] == "assistant"]
         if not weights:
             return Skip(trajectory.trajectory_id, trajectory.version, NO_ASSISTANT)
         if not any(weights):
             return Skip(trajectory.trajectory_id, trajectory.version, NOTHING_LEARNED)
-        row: Row = {"messages": messages}
-        if tools:
-            row["tools"] = [{"type": "function", "function": {"name": name, "parameters": {"type": "object"}}}
-                            for name in tools]  # fmt: skip
+        row: Row = {"messages": chat.messages}
+        if chat.tool_names:
+            row["tools"] = chat.tools
         return row
 
 
