@@ -68,9 +68,9 @@ def test_sft_round_trip(corpus: tuple[dict[str, Emitted], list[Trajectory]], tmp
     assert [p.relative_to(tmp_path).as_posix() for p in paths] == [f"trl-sft/{i:05d}.parquet" for i in range(3)]
     reasons = {emitted[s.trajectory_id].task + "/" + emitted[s.trajectory_id].outcome: s.reason for s in skips}
     assert reasons == {
-        "Refund order 7/failure": "reward under the weight threshold (0.5): nothing to learn from it",
-        "Refund order 8/failure": "reward under the weight threshold (0.5): nothing to learn from it",
-        "refund order 10!/failure": "reward under the weight threshold (0.5): nothing to learn from it",
+        "Refund order 7/failure": "reward under the weight threshold: nothing to learn from it",
+        "Refund order 8/failure": "reward under the weight threshold: nothing to learn from it",
+        "refund order 10!/failure": "reward under the weight threshold: nothing to learn from it",
         "Sum two numbers/success": "tool call 'add' has arguments that are not a JSON object; TRL needs a dict",
     }
     rows = _load(paths)
@@ -81,6 +81,7 @@ def test_sft_round_trip(corpus: tuple[dict[str, Emitted], list[Trajectory]], tmp
         assert row["messages"] == e.expected  # message for message, arguments as the dicts that were sent
         assert row["tools"] == _tools(e)
         assert row["messages"][4] == {"role": "user", "content": "[redacted: pii]"}  # still redacted
+        assert row["messages"][2]["content"] == "Let me look it up." and row["messages"][2]["tool_calls"]
         assert is_conversational(row) and maybe_extract_prompt(row) == row
         text = apply_chat_template(row, tok, tools=row["tools"])["text"]
         assert text == tok.apply_chat_template(e.expected, tools=_tools(e), tokenize=False)
@@ -99,13 +100,14 @@ def test_dpo_pairs_a_success_with_a_failure_of_its_task_group(
     rows = _load(paths)
     assert [r["task_key"] for r in rows] == ["refund order 7", "refund order 8"]
     reasons = {(emitted[s.trajectory_id].task, s.reason) for s in skips}
+    alone = "the only trajectory of its task group with this prompt: nothing to pair with"
     assert len(skips) == len(reasons) == 5
     assert reasons == {
-        ("Refund order 7", "no low-reward trajectory of its task group left to pair it with"),
-        ("Refund order 9", "no low-reward trajectory of its task group left to pair it with"),
-        ("Sum two numbers", "no low-reward trajectory of its task group left to pair it with"),
-        ("Refund order 10", "paired in its task group with a trajectory given a different prompt"),
-        ("refund order 10!", "paired in its task group with a trajectory given a different prompt"),
+        ("Refund order 7", "neither the highest nor the lowest reward of its task group and prompt"),
+        ("Refund order 9", alone),
+        ("Sum two numbers", alone),
+        ("Refund order 10", alone),  # its group's failure was asked differently
+        ("refund order 10!", alone),
     }
     tok = trl_corpus.tokenizer()
     for row in rows:
@@ -115,8 +117,9 @@ def test_dpo_pairs_a_success_with_a_failure_of_its_task_group(
                                                                   rewards[bad.trajectory_id])  # fmt: skip
         assert row["chosen_reward"] >= 0.5 > row["rejected_reward"]
         assert row["prompt"] == good.expected[:2] == bad.expected[:2]  # system, then the user's task
-        assert row["chosen"] == good.expected[2:] and row["rejected"] == bad.expected[2:]
-        assert {"role": "user", "content": "[redacted: pii]"} in row["chosen"]
+        # Each one's first reply, as one message: text and call together; no tool result or user text.
+        assert row["chosen"] == good.expected[2:3] and row["rejected"] == bad.expected[2:3]
+        assert row["chosen"][0]["content"] == "Let me look it up."
         assert row["rejected"][0]["tool_calls"][0]["function"]["arguments"] == {
             "order": {"id": int(good.task.split()[-1]), "flags": [True, None]}
         }
@@ -127,10 +130,10 @@ def test_dpo_pairs_a_success_with_a_failure_of_its_task_group(
         assert maybe_extract_prompt(implicit) == {k: row[k] for k in ("prompt", "chosen", "rejected")}
         text = apply_chat_template(row, tok, tools=row["tools"])
         assert text["prompt"] + text["chosen"] == tok.apply_chat_template(
-            good.expected, tools=row["tools"], tokenize=False
+            good.expected[:3], tools=row["tools"], tokenize=False
         )
         assert text["prompt"] + text["rejected"] == tok.apply_chat_template(
-            bad.expected, tools=row["tools"], tokenize=False
+            bad.expected[:3], tools=row["tools"], tokenize=False
         )
         assert text["rejected"].startswith(" <call> cancel_order ")
 
@@ -151,12 +154,12 @@ def test_kto_labels(corpus: tuple[dict[str, Emitted], list[Trajectory]], tmp_pat
         e = emitted[row["trajectory_id"]]
         assert row["label"] is (rewards[e.trajectory_id] >= 0.5) is (e.outcome != "failure")  # partial: 0.5
         assert row["reward"] == rewards[e.trajectory_id]
-        assert row["prompt"] == e.expected[:2] and row["completion"] == e.expected[2:]
+        assert row["prompt"] == e.expected[:2] and row["completion"] == e.expected[2:3]
         assert is_conversational(row) and maybe_extract_prompt(row) == row
         text: dict[str, Any] = apply_chat_template(row, tok, tools=row["tools"])
         assert text["label"] is row["label"]
         assert text["prompt"] + text["completion"] == tok.apply_chat_template(
-            e.expected, tools=row["tools"], tokenize=False
+            e.expected[:3], tools=row["tools"], tokenize=False
         )
 
 

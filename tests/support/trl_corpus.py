@@ -86,10 +86,23 @@ def expected_message(m: Message) -> dict[str, Any]:
     return out
 
 
+def _expected_turn(turn: list[Message]) -> list[dict[str, Any]]:
+    """A turn's TRL messages: an assistant's text and the calls after it are one reply (one model call)."""
+    out: list[dict[str, Any]] = []
+    for m in turn:
+        message = expected_message(m)
+        if isinstance(m.content, ToolCall) and out and out[-1]["role"] == "assistant" and "content" in out[-1]:
+            out[-1] = {**out[-1], **message}
+        else:
+            out.append(message)
+    return out
+
+
 def _refund(n: int, good: bool, ask: str = "Refund order {n}, it arrived broken") -> list[list[Message]]:
     if good:
         return [
             [Message.text("user", ask.format(n=n)),
+             Message.text("assistant", "Let me look it up."),  # one reply with the call below
              Message("assistant", ToolCall("lookup_order", "c1", {"order_id": n, "note": "ünïcode"}),
                      reasoning="the order must be found first")],
             [Message("tool", ToolResponse("lookup_order", "c1", {"status": "damaged", "items": [1, 2]}, "success")),
@@ -130,7 +143,7 @@ def emit(codec: EventCodec) -> tuple[list[Emitted], list[tuple[str, bytes]]]:
     for task, outcome, turns in corpus():
         tid = f"trl-{uuid.uuid4().hex[:8]}"
         messages = [m for turn in turns for m in turn]
-        expected = [{"role": "system", "content": SYSTEM}] + [expected_message(m) for m in messages]
+        expected = [{"role": "system", "content": SYSTEM}] + [m for turn in turns for m in _expected_turn(turn)]
         emitted.append(Emitted(tid, task, outcome, messages, expected))
         events.append(("events", codec.encode("trajectory_start", start_record(
             tid, task, agent_id="agent-trl", domain="support", tags=("trl",), system_message=SYSTEM))))  # fmt: skip

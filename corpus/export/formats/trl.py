@@ -10,11 +10,14 @@ it was, whatever the other rows hold. Arrow structs would fill every key any mes
 merge every tool's arguments into one struct. TRL's trainers read these columns as the lists of dicts they are.
 
 - ``trl-sft``: ``messages`` (the whole conversation), ``tools``. A trajectory whose reward is under the
-  weight threshold is skipped: TRL has no per-message weight, and openai-sft would give it weight 0 throughout.
-- ``trl-dpo``: ``prompt``/``chosen``/``rejected`` (conversational, explicit prompt), from a high- and a
-  low-reward trajectory of one task group that were given the same prompt.
-- ``trl-kto``: unpaired ``prompt``/``completion``/``label``: the label is reward >= threshold, or, with
-  ``label_by="outcome"``, success (True) against failure or error (False).
+  weight threshold (``ExportSettings.learned`` by reward) is skipped: TRL has no per-message weight, and
+  openai-sft would give it weight 0 throughout (by credit it may learn some steps: TRL cannot say which).
+- ``trl-dpo``: ``prompt``/``chosen``/``rejected`` (conversational, explicit prompt) from ``pairs.py``'s pairs
+  (the highest against the lowest reward of a task group given the same prompt): the prompt, then each one's
+  first reply, as openai-dpo. A completion never holds tool results or user text, which DPO would learn.
+- ``trl-kto``: unpaired ``prompt``/``completion``/``label``, the completion the first reply (as in DPO); the
+  label is reward >= the weight threshold, or, with ``label_by="outcome"``, success (True) against failure
+  or error (False).
 - ``trl-grpo``: prompt-only ``prompt`` and the columns a reward function receives as keyword arguments:
   ``ground_truth`` (the final answer of a successful trajectory), ``task_key``, ``reward``, ``outcome``,
   ``air`` (per turn) and ``air_total``, ``trajectory_id``.
@@ -29,15 +32,15 @@ from typing import Any, ClassVar, Literal
 
 from trajstream.corpus.export.config import ExportSettings
 from trajstream.corpus.export.formats.base import Format, PerTrajectory, Row, Skip
+from trajstream.corpus.export.pairs import DEFAULT_MARGIN, preference_pairs
 from trajstream.corpus.export.trl_chat import (
     NotExportable,
     conversation,
     final_answer,
+    first_reply_of,
     prompt_of,
-    split_prompt,
     tool_specs,
 )
-from trajstream.corpus.export.trl_pairs import pair_by_task
 from trajstream.corpus.read import Trajectory
 
 SHARD_ROWS = 10_000  # rows per Parquet shard: what memory holds at once while writing
@@ -88,9 +91,8 @@ class TrlSft(_Trl, PerTrajectory):
     columns: ClassVar[dict[str, str]] = {"messages": "chat", "tools": "chat", "trajectory_id": "string"}
 
     def row(self, trajectory: Trajectory) -> Row | Skip:
-        threshold = self.settings.export_weight_threshold
-        if trajectory.reward < threshold:
-            return _skip(trajectory, f"reward under the weight threshold ({threshold}): nothing to learn from it")
+        if not self.settings.learned(trajectory.reward, None):
+            return _skip(trajectory, "reward under the weight threshold: nothing to learn from it")
         try:
             messages = conversation(trajectory)
         except NotExportable as exc:
@@ -115,29 +117,23 @@ class TrlDpo(_Trl):
         "rejected_reward": "float",
     }
 
-    def __init__(self, settings: ExportSettings | None = None, per_group: int = 4):
+    def __init__(self, settings: ExportSettings | None = None, margin: float = DEFAULT_MARGIN):
         super().__init__(settings)
-        self.per_group = per_group
+        self.margin = margin
 
     def rows(self, trajectories: Iterable[Trajectory]) -> Iterator[Row | Skip]:
-        for pair in pair_by_task(trajectories, self.settings.export_weight_threshold, self.per_group):
+        for pair in preference_pairs(trajectories, self.margin):
             if isinstance(pair, Skip):
                 yield pair
                 continue
-            good, bad = pair
+            good, bad = pair.preferred, pair.rejected
             try:
-                (prompt, chosen), (other, rejected) = split_prompt(good), split_prompt(bad)
+                prompt, chosen, rejected = prompt_of(good), first_reply_of(good), first_reply_of(bad)
             except NotExportable as exc:
                 yield from (_skip(good, f"pair: {exc}"), _skip(bad, f"pair: {exc}"))
                 continue
-            if prompt != other:
-                reason = "paired in its task group with a trajectory given a different prompt"
-                yield from (_skip(good, reason), _skip(bad, reason))
-                continue
-            tools = tool_specs(good)
-            tools += [t for t in tool_specs(bad) if t not in tools]
-            yield {"prompt": prompt, "chosen": chosen, "rejected": rejected, "tools": tools,
-                   "task_key": good.task_key, "chosen_trajectory_id": good.trajectory_id,
+            yield {"prompt": prompt, "chosen": chosen, "rejected": rejected, "tools": tool_specs(good, bad),
+                   "task_key": pair.task_key, "chosen_trajectory_id": good.trajectory_id,
                    "rejected_trajectory_id": bad.trajectory_id, "chosen_reward": good.reward,
                    "rejected_reward": bad.reward}  # fmt: skip
 
@@ -167,9 +163,9 @@ class TrlKto(_Trl, PerTrajectory):
             if label is None:
                 return _skip(trajectory, f"outcome {trajectory.outcome!r} is neither desirable nor undesirable")
         else:
-            label = trajectory.reward >= self.settings.export_weight_threshold
+            label = self.settings.learned(trajectory.reward, None)
         try:
-            prompt, completion = split_prompt(trajectory)
+            prompt, completion = prompt_of(trajectory), first_reply_of(trajectory)
         except NotExportable as exc:
             return _skip(trajectory, str(exc))
         if not completion:
