@@ -20,7 +20,7 @@ from tests.support.export_corpus import Emitted, emit, land
 from trajstream.consumers.clickhouse_store import connect, migrate
 from trajstream.corpus.export import run as export_run
 from trajstream.corpus.export.config import ExportSettings
-from trajstream.corpus.export.formats import openai_sft
+from trajstream.corpus.export.formats import known_formats, openai_sft
 from trajstream.corpus.export.formats.base import PerTrajectory, Row, Skip
 from trajstream.corpus.export.formats.openai_sft import NOTHING_LEARNED, REDACTED_CALL
 from trajstream.corpus.read import CorpusFilter, Trajectory
@@ -241,4 +241,4 @@ def test_the_command_in_its_own_process(tmp_path: Path) -> None:
     assert manifest["filters"]["outcomes"] == ["success"] and "exported 0 rows" in done.stdout
     bad = subprocess.run([*cli, "no-such", "--out", str(tmp_path / "p")], env=env, capture_output=True, text=True,
                          timeout=240)  # fmt: skip
-    assert bad.returncode != 0 and "known: openai-sft" in bad.stderr
+    assert bad.returncode != 0 and all(name in bad.stderr for name in known_formats())  # it lists them all
