@@ -13,7 +13,8 @@ import pytest
 from pydantic import BaseModel
 
 from tests.support.anchors import run_anchor
-from tests.support.art_agl_corpus import ASSISTANT_TEXT, TURN_LOGPROBS, emit, land
+from tests.support.art_agl_corpus import ASSISTANT_TEXT, TURN_LOGPROBS, emit
+from tests.support.scored_landing import land_events
 from trajstream.consumers.clickhouse_store import connect, migrate
 from trajstream.corpus.export.config import ExportSettings
 from trajstream.corpus.export.formats.agent_lightning import AgentLightning
@@ -40,7 +41,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory, chdb_dir: Path) -> Iterator
     events: list[tuple[str, bytes]] = []
     for i, task in enumerate(TASKS):
         events += emit(codec, task, "success" if i % 2 == 0 else "failure")[1]
-    land(settings, client, codec, events)
+    land_events(settings, client, codec, events)
     reader = CorpusReader(client, settings)
     trajectories = list(reader.trajectories(CorpusFilter()))
     assert len(trajectories) == len(TASKS) and reader.skipped == []

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter
 
-from tests.support.export_corpus import Emitted, emit, land
+from tests.support.export_corpus import Emitted, emit
+from tests.support.scored_landing import land_events
 from trajstream.consumers.clickhouse_store import connect, migrate
 from trajstream.corpus.export import run as export_run
 from trajstream.corpus.export.config import ExportSettings
@@ -60,7 +61,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory, chdb_dir: Path) -> Corpus:
         e, ev = emit(codec, marker, **kw)
         emitted.append(e)
         events += ev
-    land(settings, client, codec, events)
+    land_events(settings, client, codec, events)
     return Corpus(settings, client, emitted)
 
 

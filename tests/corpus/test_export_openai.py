@@ -15,7 +15,8 @@ from openai.types.chat import ChatCompletionAssistantMessageParam, ChatCompletio
 from pydantic import TypeAdapter
 
 from tests.support.anchors import run_anchor
-from tests.support.export_openai_corpus import SYSTEM, Emitted, emit_corpus, land_corpus
+from tests.support.export_openai_corpus import SYSTEM, Emitted, emit_corpus
+from tests.support.scored_landing import land_events
 from trajstream.consumers.clickhouse_store import connect, migrate
 from trajstream.corpus.export.formats.base import Row, Skip
 from trajstream.corpus.export.formats.preferences import FireworksDPO, OpenAIDPO
@@ -43,7 +44,7 @@ def corpus(
     migrate(client, settings)
     codec = codec_for(settings)
     emitted, events = emit_corpus(codec)
-    land_corpus(settings, client, codec, events)
+    land_events(settings, client, codec, events)
     reader = CorpusReader(client, settings, batch=3)
     read = list(reader.trajectories(CorpusFilter()))
     assert reader.skipped == [] and len(read) == len(emitted)

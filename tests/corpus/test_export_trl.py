@@ -16,6 +16,7 @@ from datasets import Features, Json, List, Value, load_dataset
 from trl.data_utils import apply_chat_template, is_conversational, maybe_extract_prompt
 
 from tests.support import trl_corpus
+from tests.support.scored_landing import land_events
 from tests.support.trl_corpus import Emitted
 from trajstream.assembled import task_key
 from trajstream.consumers.clickhouse_store import connect, migrate
@@ -37,7 +38,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory, chdb_dir: Path) -> tuple[di
     migrate(client, settings)
     codec = codec_for(settings)
     emitted, events = trl_corpus.emit(codec)
-    trl_corpus.land(settings, client, codec, events)
+    land_events(settings, client, codec, events)
     reader = CorpusReader(client, settings, batch=3)
     read = list(reader.trajectories(CorpusFilter()))
     assert reader.skipped == [] and len(read) == len(emitted)

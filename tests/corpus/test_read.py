@@ -8,13 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka.structs import ConsumerRecord
 
-from trajstream.consumers.clickhouse_sink import ClickHouseSink
+from tests.support.scored_landing import land_events
 from trajstream.consumers.clickhouse_store import connect, migrate
 from trajstream.corpus.read import CorpusFilter, CorpusReader
 from trajstream.settings import Settings
-from trajstream.streams.in_process import Pipeline
 from trajstream_sdk.codec import EventCodec, codec_for
 from trajstream_sdk.events import (
     Message,
@@ -67,13 +65,6 @@ def _emit(
     return tid, events, records
 
 
-def _land(settings: Settings, client: Any, codec: EventCodec, events: list[tuple[str, bytes]]) -> None:
-    scored = Pipeline(settings, codec).run(events)
-    records = [ConsumerRecord(settings.topic("trajectories.scored"), 0, i, 0, 0, b"k", v, None, 0, len(v), [])
-               for i, v in enumerate(scored)]  # fmt: skip
-    assert ClickHouseSink(settings, client, codec).land(records) == []
-
-
 def test_every_message_comes_back_as_emitted(store: tuple[Settings, Any]) -> None:
     settings, client = store
     codec = codec_for(settings)
@@ -83,7 +74,7 @@ def test_every_message_comes_back_as_emitted(store: tuple[Settings, Any]) -> Non
         tid, these, records = _emit(codec, n, "success" if n else "failure")
         emitted[tid] = records
         events += these
-    _land(settings, client, codec, events)
+    land_events(settings, client, codec, events)
     reader = CorpusReader(client, settings, batch=2)  # pages of 2: the keyset crosses pages
     read = list(reader.trajectories(CorpusFilter()))
     got = {t.trajectory_id: t for t in read}

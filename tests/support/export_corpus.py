@@ -10,11 +10,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka.structs import ConsumerRecord
-
-from trajstream.consumers.clickhouse_sink import ClickHouseSink
-from trajstream.settings import Settings
-from trajstream.streams.in_process import Pipeline
 from trajstream_sdk.codec import EventCodec
 from trajstream_sdk.events import (
     Message,
@@ -66,11 +61,3 @@ def emit(codec: EventCodec, marker: str, *, outcome: str = "success", agent: str
         events.append(("events", codec.encode("turn", record)))
     events.append(("events", codec.encode("trajectory_end", end_record(tid, outcome, turn_count=len(turns)))))  # type: ignore[arg-type]
     return Emitted(tid, marker, outcome, records), events
-
-
-def land(settings: Settings, client: Any, codec: EventCodec, events: list[tuple[str, bytes]]) -> None:
-    """Score the events in-process and land them through the real ClickHouse sink."""
-    scored = Pipeline(settings, codec).run(events)
-    records = [ConsumerRecord(settings.topic("trajectories.scored"), 0, i, 0, 0, b"k", v, None, 0, len(v), [])
-               for i, v in enumerate(scored)]  # fmt: skip
-    assert ClickHouseSink(settings, client, codec).land(records) == []

@@ -14,11 +14,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka.structs import ConsumerRecord
-
-from trajstream.consumers.clickhouse_sink import ClickHouseSink
-from trajstream.settings import Settings
-from trajstream.streams.in_process import Pipeline
 from trajstream_sdk.codec import EventCodec
 from trajstream_sdk.events import (
     Message,
@@ -106,11 +101,3 @@ def emit_corpus(codec: EventCodec) -> tuple[list[Emitted], list[tuple[str, bytes
                 tid, outcome, final_reward=reward, turn_count=len(turns)))))  # fmt: skip
             emitted.append(Emitted(tid, group, task, outcome, reward, turns))
     return emitted, events
-
-
-def land_corpus(settings: Settings, client: Any, codec: EventCodec, events: list[tuple[str, bytes]]) -> None:
-    """Score the events in process and land them with the real ClickHouse sink."""
-    scored = Pipeline(settings, codec).run(events)
-    records = [ConsumerRecord(settings.topic("trajectories.scored"), 0, i, 0, 0, b"k", v, None, 0, len(v), [])
-               for i, v in enumerate(scored)]  # fmt: skip
-    assert ClickHouseSink(settings, client, codec).land(records) == []

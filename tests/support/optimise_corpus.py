@@ -5,13 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiokafka.structs import ConsumerRecord
-
-from trajstream.consumers.clickhouse_sink import ClickHouseSink
+from tests.support.scored_landing import land_events
 from trajstream.consumers.clickhouse_store import connect, migrate
 from trajstream.corpus.optimise.planted import DEFECTS, PlantedCorpus, planted_corpus
 from trajstream.settings import Settings
-from trajstream.streams.in_process import Pipeline
 from trajstream_sdk.codec import codec_for
 
 
@@ -21,9 +18,5 @@ def land_planted(settings: Settings, defects: tuple[str, ...] = DEFECTS, seed: i
     migrate(client, settings)
     codec = codec_for(settings)
     corpus = planted_corpus(codec, defects, seed)
-    scored = Pipeline(settings, codec).run(corpus.events)
-    records = [ConsumerRecord(settings.topic("trajectories.scored"), 0, i, 0, 0, b"k", v, None, 0, len(v), [])
-               for i, v in enumerate(scored)]  # fmt: skip
-    rejected = ClickHouseSink(settings, client, codec).land(records)
-    assert rejected == [], rejected
+    land_events(settings, client, codec, corpus.events)
     return client, corpus

@@ -12,13 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka.structs import ConsumerRecord
-
-from trajstream.consumers.clickhouse_sink import ClickHouseSink
 from trajstream.corpus.export.formats.base import Format, Row, Skip
 from trajstream.corpus.read import Trajectory
-from trajstream.settings import Settings
-from trajstream.streams.in_process import Pipeline
 from trajstream.trainer.tiny import build_tokenizer
 from trajstream_sdk.codec import EventCodec
 from trajstream_sdk.events import (
@@ -152,14 +147,6 @@ def emit(codec: EventCodec) -> tuple[list[Emitted], list[tuple[str, bytes]]]:
             events.append(("events", codec.encode("turn", turn_record(tid, i, turn, duration_ms=40, model=model))))
         events.append(("events", codec.encode("trajectory_end", end_record(tid, outcome, turn_count=len(turns)))))
     return emitted, events
-
-
-def land(settings: Settings, client: Any, codec: EventCodec, events: list[tuple[str, bytes]]) -> None:
-    """Score the events in process, then write them with the real ClickHouse sink."""
-    scored = Pipeline(settings, codec).run(events)
-    records = [ConsumerRecord(settings.topic("trajectories.scored"), 0, i, 0, 0, b"k", v, None, 0, len(v), [])
-               for i, v in enumerate(scored)]  # fmt: skip
-    assert ClickHouseSink(settings, client, codec).land(records) == []
 
 
 def write(fmt: Format, trajectories: Iterable[Trajectory], out: Path, shard_rows: int) -> tuple[list[Path], list[Skip]]:

@@ -1,0 +1,21 @@
+"""Events scored in process by the real streams code, then landed in ClickHouse by the real sink."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiokafka.structs import ConsumerRecord
+
+from trajstream.consumers.clickhouse_sink import ClickHouseSink
+from trajstream.settings import Settings
+from trajstream.streams.in_process import Pipeline
+from trajstream_sdk.codec import EventCodec
+
+
+def land_events(settings: Settings, client: Any, codec: EventCodec, events: list[tuple[str, bytes]]) -> None:
+    """Score ``events`` (topic, value) in process and land every scored record; none may be rejected."""
+    scored = Pipeline(settings, codec).run(events)
+    records = [ConsumerRecord(settings.topic("trajectories.scored"), 0, i, 0, 0, b"k", v, None, 0, len(v), [])
+               for i, v in enumerate(scored)]  # fmt: skip
+    rejected = ClickHouseSink(settings, client, codec).land(records)
+    assert rejected == [], rejected
