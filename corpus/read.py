@@ -10,10 +10,11 @@ with the reason, never rebuilt from the rendered text.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from trajstream.consumers.clickhouse_store import ClickHouseError
 from trajstream.settings import Settings
@@ -266,7 +267,7 @@ class CorpusReader:
                 missing.add(str(tid))
                 continue
             by_turn.setdefault((tid, int(turn)), []).append(
-                Message(int(seq), str(role), str(kind), json.loads(content), reasoning)
+                Message(int(seq), str(role), str(kind), orjson.loads(content), reasoning)
             )
         calls_of: dict[tuple[str, int], list[ToolCallResult]] = {}
         for tid, turn, call, tool, arguments, status, latency in calls:
