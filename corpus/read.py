@@ -177,19 +177,36 @@ class CorpusReader:
 
     def keys(self, f: CorpusFilter) -> Iterator[list[tuple[str, int]]]:
         """Pages of (trajectory_id, version) in (ended_at, id, version) order; with latest_only, a version is
-        kept only if no later version exists (wherever it ended), so the filter applies to the latest."""
+        kept only if no later version exists (wherever it ended), so the filter applies to the latest.
+
+        A page reads from the cursor up to the end of a time window sized to hold about two pages: the
+        trajectories table is sorted by agent first, so an open-ended ``> cursor`` would read the rest of the
+        table for every page (quadratic over a month); a window lets ClickHouse read the ids of its rows only.
+        """
         where, params = _where(f)
-        after: tuple[int, str, int] = (-1, "", -1)
-        while True:
+        lo, hi, total = self._rows(
+            f"SELECT min(toUnixTimestamp64Milli(ended_at)), max(toUnixTimestamp64Milli(ended_at)), count() "
+            f"FROM {self.db}.trajectories WHERE {where}", params)[0]  # fmt: skip
+        if not total:
+            return
+        width = max(1, (int(hi) - int(lo) + 1) * 2 * self.batch // int(total))
+        after: tuple[int, str, int] = (int(lo) - 1, "", 0)
+        end = int(lo) + width
+        while after[0] <= int(hi):
             page = self._rows(
                 f"SELECT toUnixTimestamp64Milli(ended_at) AS e, trajectory_id, version FROM {self.db}.trajectories "
-                f"WHERE {where} AND (e, trajectory_id, version) > ({{a_e:Int64}}, {{a_t:String}}, {{a_v:UInt32}}) "
+                f"WHERE {where} AND ended_at < fromUnixTimestamp64Milli({{end:Int64}}, 'UTC') "
+                "AND (e, trajectory_id, version) > ({a_e:Int64}, {a_t:String}, {a_v:UInt32}) "
                 "ORDER BY e, trajectory_id, version LIMIT {n:UInt32}",
-                {**params, "a_e": after[0], "a_t": after[1], "a_v": max(after[2], 0), "n": self.batch},
+                {**params, "a_e": after[0], "a_t": after[1], "a_v": after[2], "end": end, "n": self.batch},
             )
+            if len(page) < self.batch:  # the window is read to its end: the next one starts there
+                if end > int(hi):
+                    after = (int(hi) + 1, "", 0)
+                end += width
             if not page:
-                return
-            after = (int(page[-1][0]), str(page[-1][1]), int(page[-1][2]))
+                continue
+            after = max(after, (int(page[-1][0]), str(page[-1][1]), int(page[-1][2])))
             keys = [(str(t), int(v)) for _, t, v in page]
             if f.latest_only:
                 latest = dict(self._rows(

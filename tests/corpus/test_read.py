@@ -94,3 +94,24 @@ def test_every_message_comes_back_as_emitted(store: tuple[Settings, Any]) -> Non
         t for t in emitted if t.startswith("rt-0-")
     }
     assert reader.count(CorpusFilter(tags=("rt",))) == 3 and reader.count(CorpusFilter(agents=("nobody",))) == 0
+
+
+def test_pages_of_any_size_give_every_latest_version_once_in_order(store: tuple[Settings, Any]) -> None:
+    """The keyset pages, in their time windows, against one plain ordered query of the same table."""
+    settings, client = store
+    codec = codec_for(settings)
+    events: list[tuple[str, bytes]] = []
+    for n in range(7):
+        events += _emit(codec, n)[1]
+    land_events(settings, client, codec, events)
+    db = settings.clickhouse_database
+    expected = [
+        (str(t), int(v))
+        for t, v in client.query(
+            f"SELECT trajectory_id, version FROM {db}.trajectories ORDER BY ended_at, trajectory_id, version"
+        ).result_rows
+    ]
+    for batch in (1, 2, 3, 50):
+        pages = list(CorpusReader(client, settings, batch=batch).keys(CorpusFilter()))
+        assert [k for page in pages for k in page] == expected, batch
+        assert all(0 < len(page) <= batch for page in pages)
