@@ -40,9 +40,9 @@ def store(tmp_path: Path, chdb_dir: Path) -> Iterator[tuple[Settings, Any]]:
 
 
 def _emit(
-    codec: EventCodec, n: int, outcome: str = "success"
+    codec: EventCodec, n: int, outcome: str = "success", tid: str | None = None
 ) -> tuple[str, list[tuple[str, bytes]], list[dict[str, Any]]]:
-    tid = f"rt-{n}-{uuid.uuid4().hex[:6]}"
+    tid = tid or f"rt-{n}-{uuid.uuid4().hex[:6]}"
     turns = [
         [Message.text("user", f"Refund order {n}, it arrived broken"),
          Message("assistant", ToolCall("lookup_order", "c1", {"order_id": n, "note": "ünïcode"}),
@@ -115,3 +115,17 @@ def test_pages_of_any_size_give_every_latest_version_once_in_order(store: tuple[
         pages = list(CorpusReader(client, settings, batch=batch).keys(CorpusFilter()))
         assert [k for page in pages for k in page] == expected, batch
         assert all(0 < len(page) <= batch for page in pages)
+
+
+def test_ids_that_look_like_sql_or_placeholders_are_read_back(store: tuple[Settings, Any]) -> None:
+    """Ids go into the page's queries as one quoted literal: quotes, backslashes and placeholders stay text."""
+    settings, client = store
+    codec = codec_for(settings)
+    odd = ["quote-'-and-\\-backslash", "brace-{lo:Int64}-{agents:Array(String)}", "plain-id"]
+    events: list[tuple[str, bytes]] = []
+    for n, tid in enumerate(odd):
+        events += _emit(codec, n, tid=tid)[1]
+    land_events(settings, client, codec, events)
+    reader = CorpusReader(client, settings, batch=2)
+    got = {t.trajectory_id: len(t.messages) for t in reader.trajectories(CorpusFilter())}
+    assert got == {tid: 5 for tid in odd}
