@@ -10,7 +10,7 @@ with the reason, never rebuilt from the rendered text.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ from clickhouse_connect.driver.binding import format_query_value
 
 from trajstream.consumers.clickhouse_store import ClickHouseError
 from trajstream.settings import Settings
+from trajstream.streams.scoring.credit import DECISION
 
 _HOUR_MS = 3_600_000
 
@@ -43,7 +44,7 @@ class CorpusFilter:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
 
 
-@dataclass
+@dataclass(slots=True)
 class Message:
     seq: int
     role: str
@@ -52,7 +53,7 @@ class Message:
     reasoning: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class ToolCallResult:
     call_id: str
     tool: str
@@ -61,21 +62,24 @@ class ToolCallResult:
     latency_ms: int | None
 
 
-@dataclass
+@dataclass(slots=True)
 class Turn:
+    """A turn; its details (the turns table) are read only for a format that asks for them (``TURN_DETAILS``):
+    otherwise they keep these defaults."""
+
     index: int
-    timestamp_ms: int
-    duration_ms: int
-    error: bool
-    model: str
-    model_version: str
-    input_tokens: int | None
-    output_tokens: int | None
-    air: float
-    credit: float | None
-    logprob_tokens: list[str]
-    logprobs: list[float]
-    token_ids: list[int | None]  # None where the server gave a token's text but not its id
+    timestamp_ms: int = 0
+    duration_ms: int = 0
+    error: bool = False
+    model: str = ""
+    model_version: str = ""
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    air: float = 0.0
+    credit: float | None = None
+    logprob_tokens: list[str] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    token_ids: list[int | None] = field(default_factory=list)  # None where the server gave a token's text only
     messages: list[Message] = field(default_factory=list)
     tool_calls: list[ToolCallResult] = field(default_factory=list)
 
@@ -123,8 +127,9 @@ _HEAD = ("trajectory_id", "version", "task", "task_key", "system_message", "agen
          "tags", "outcome", "reward", "reward_function", "model_version", "started_ms", "ended_ms", "scored_ms",
          "parent_trajectory_id", "entities")  # fmt: skip
 _HEAD_SQL = ", ".join(
-    {"started_ms": "toUnixTimestamp64Milli(started_at)", "ended_ms": "toUnixTimestamp64Milli(ended_at)",
-     "scored_ms": "toUnixTimestamp64Milli(scored_at)"}.get(c, c)
+    {"started_ms": "toUnixTimestamp64Milli(started_at) AS started_ms",
+     "ended_ms": "toUnixTimestamp64Milli(ended_at) AS ended_ms",
+     "scored_ms": "toUnixTimestamp64Milli(scored_at) AS scored_ms"}.get(c, c)
     for c in _HEAD
 )  # fmt: skip
 
@@ -159,22 +164,45 @@ def _where(f: CorpusFilter) -> tuple[str, dict[str, Any]]:
 
 def _ids_literal(ids: list[str]) -> str:
     """The page's ids for ``trajectory_id IN ...`` in every query of the page: one SQL literal escaped once by
-    the driver's own quoting. Binding them as a parameter escaped 500 strings again for each of six queries
-    (3 of 26 s reading 20k trajectories). An id that looks like a placeholder (``{lo:Int64}``) stays a string
-    inside the literal: tests/corpus/test_read.py reads such ids back."""
+    the driver's own quoting. Binding them as a parameter escaped 500 strings again for each query (3 of 26 s
+    reading 20k trajectories). An id that looks like a placeholder (``{lo:Int64}``) stays a string inside the
+    literal: tests/corpus/test_read.py reads such ids back."""
     return str(format_query_value(ids))
 
 
+# What a page reads besides each trajectory's head and messages. A format names the parts it uses
+# (``Format.parts``), so an export reads only those rows: tests/corpus/test_read.py checks that every format
+# writes the same files from its own parts as from all of them.
+TURN_DETAILS = "turn_details"  # the turns table: model, version, timing, error, tokens, AIR
+LOGPROBS = "logprobs"  # the turns' token log-probabilities and ids (with the details)
+TOOL_CALLS = "tool_calls"  # each call's status and latency (the call itself is in the messages)
+REWARDS = "rewards"  # reward components
+CREDITS = "credits"  # credit per turn: the decision method's where enrichment gave it, as the trainer prefers
+ALL_PARTS: frozenset[str] = frozenset({TURN_DETAILS, LOGPROBS, TOOL_CALLS, REWARDS, CREDITS})
+
+_TURN_SQL = ("trajectory_id, turn_index, toUnixTimestamp64Milli(timestamp), duration_ms, error, model, "
+             "model_version, input_tokens, output_tokens, air")  # fmt: skip
+_LOGPROB_SQL = ", logprob_tokens, logprobs, token_ids"
+
+
 class CorpusReader:
-    def __init__(self, client: Any, settings: Settings, batch: int = 500):
+    """Reads whole trajectories, a page at a time. ``parts`` says what to read besides heads and messages;
+    a part not read leaves its fields at their defaults (a turn's details zero, no tool-call results, no
+    components, no credits): only a format that declared it may rely on it."""
+
+    def __init__(self, client: Any, settings: Settings, batch: int = 500, parts: frozenset[str] = ALL_PARTS):
+        unknown = set(parts) - ALL_PARTS
+        if unknown:
+            raise ValueError(f"unknown corpus parts {sorted(unknown)}; known: {sorted(ALL_PARTS)}")
         self.client = client
         self.db = settings.clickhouse_database
         self.batch = batch
+        self.parts = parts | ({TURN_DETAILS} if LOGPROBS in parts else set())
         self.skipped: list[Skipped] = []
 
-    def _rows(self, sql: str, parameters: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    def _rows(self, sql: str, parameters: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
         try:
-            return [tuple(r) for r in self.client.query(sql, parameters=dict(parameters)).result_rows]
+            return self.client.query(sql, parameters=dict(parameters)).result_rows  # type: ignore[no-any-return]
         except Exception as exc:  # clickhouse-connect and chDB raise their own types
             raise ClickHouseError(f"reading the corpus failed: {exc}") from exc
 
@@ -184,11 +212,12 @@ class CorpusReader:
         what = "uniqExact(trajectory_id)" if f.latest_only else "count()"
         return int(self._rows(f"SELECT {what} FROM {self.db}.trajectories WHERE {where}", params)[0][0])
 
-    def keys(self, f: CorpusFilter) -> Iterator[list[tuple[str, int]]]:
-        """Pages of (trajectory_id, version) in (ended_at, id, version) order; with latest_only, a version is
-        kept only if no later version exists (wherever it ended), so the filter applies to the latest.
+    def pages(self, f: CorpusFilter) -> Iterator[list[Sequence[Any]]]:
+        """Pages of trajectory heads (``_HEAD``'s columns) in (ended_at, id, version) order; with latest_only, a
+        version is kept only if no later version exists (wherever it ended), so the filter applies to the
+        latest. One query a page: the heads, the keyset and the latest-version check together.
 
-        A page reads from the cursor up to the end of a time window sized to hold about two pages: the
+        A page reads from the cursor up to the end of a time window sized to hold about four pages: the
         trajectories table is sorted by agent first, so an open-ended ``> cursor`` would read the rest of the
         table for every page (quadratic over a month); a window lets ClickHouse read the ids of its rows only.
         """
@@ -198,134 +227,132 @@ class CorpusReader:
             f"FROM {self.db}.trajectories WHERE {where}", params)[0]  # fmt: skip
         if not total:
             return
-        width = max(1, (int(hi) - int(lo) + 1) * 2 * self.batch // int(total))
+        width = max(1, (int(hi) - int(lo) + 1) * 4 * self.batch // int(total))
         after: tuple[int, str, int] = (int(lo) - 1, "", 0)
         end = int(lo) + width
+        scope = (f"{where} AND ended_at < fromUnixTimestamp64Milli({{end:Int64}}, 'UTC') "
+                 "AND (toUnixTimestamp64Milli(ended_at), trajectory_id, version) > ({a_e:Int64}, {a_t:String}, "
+                 "{a_v:UInt32})")  # fmt: skip
+        latest = ""
+        if f.latest_only:
+            latest = ("AND (trajectory_id, version) IN (SELECT trajectory_id, max(version) "
+                      f"FROM {self.db}.trajectories WHERE trajectory_id IN (SELECT trajectory_id "
+                      f"FROM {self.db}.trajectories WHERE {scope}) GROUP BY trajectory_id) ")  # fmt: skip
+        sql = (f"SELECT {_HEAD_SQL} FROM {self.db}.trajectories WHERE {scope} {latest}"
+               "ORDER BY ended_ms, trajectory_id, version LIMIT {n:UInt32}")  # fmt: skip
+        ended, tid, version = _HEAD.index("ended_ms"), _HEAD.index("trajectory_id"), _HEAD.index("version")
         while after[0] <= int(hi):
-            page = self._rows(
-                f"SELECT toUnixTimestamp64Milli(ended_at) AS e, trajectory_id, version FROM {self.db}.trajectories "
-                f"WHERE {where} AND ended_at < fromUnixTimestamp64Milli({{end:Int64}}, 'UTC') "
-                "AND (e, trajectory_id, version) > ({a_e:Int64}, {a_t:String}, {a_v:UInt32}) "
-                "ORDER BY e, trajectory_id, version LIMIT {n:UInt32}",
-                {**params, "a_e": after[0], "a_t": after[1], "a_v": after[2], "end": end, "n": self.batch},
-            )
+            window = {**params, "a_e": after[0], "a_t": after[1], "a_v": after[2], "end": end, "n": self.batch}
+            page = self._rows(sql, window)
             if len(page) < self.batch:  # the window is read to its end: the next one starts there
                 if end > int(hi):
                     after = (int(hi) + 1, "", 0)
                 end += width
             if not page:
                 continue
-            after = max(after, (int(page[-1][0]), str(page[-1][1]), int(page[-1][2])))
-            keys = [(str(t), int(v)) for _, t, v in page]
-            if f.latest_only:
-                latest = dict(self._rows(
-                    f"SELECT trajectory_id, max(version) FROM {self.db}.trajectories "
-                    "WHERE trajectory_id IN {ids:Array(String)} GROUP BY trajectory_id",
-                    {"ids": sorted({t for t, _ in keys})},
-                ))  # fmt: skip
-                keys = [(t, v) for t, v in keys if latest.get(t) == v]
-            if keys:
-                yield keys
+            last = page[-1]
+            after = max(after, (int(last[ended]), str(last[tid]), int(last[version])))
+            yield list(page)
 
     def trajectories(self, f: CorpusFilter) -> Iterator[Trajectory]:
-        for keys in self.keys(f):
-            yield from self.load(keys)
+        for heads in self.pages(f):
+            yield from self.load(heads)
 
-    def load(self, keys: list[tuple[str, int]]) -> list[Trajectory]:
-        """These versions whole, in the given order; one without stored content is skipped, with the reason."""
-        wanted = set(keys)
-        ids = _ids_literal(sorted({t for t, _ in keys}))
-        heads = {
-            (row[0], int(row[1])): row
-            for row in self._rows(f"SELECT {_HEAD_SQL} FROM {self.db}.trajectories WHERE trajectory_id IN {ids}", {})
-            if (row[0], int(row[1])) in wanted
-        }
+    def load(self, heads: list[Sequence[Any]]) -> list[Trajectory]:
+        """These versions (heads as ``pages`` gives them) whole, in the given order; one without stored content
+        is skipped, with the reason."""
         if not heads:
             return []
-        agents = sorted({str(h[5]) for h in heads.values()})
-        lo = min(int(h[13]) for h in heads.values()) - _HOUR_MS
-        hi = max(int(h[15]) for h in heads.values()) + _HOUR_MS
-        window = {"agents": agents, "lo": lo, "hi": hi}
-        by_time = ("agent_id IN {agents:Array(String)} AND {col} >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC') "
-                   "AND {col} <= fromUnixTimestamp64Milli({hi:Int64}, 'UTC') AND trajectory_id IN " + ids)  # fmt: skip
+        ids = _ids_literal(sorted({str(h[0]) for h in heads}))
+        window = {"agents": sorted({str(h[5]) for h in heads}), "lo": min(int(h[13]) for h in heads) - _HOUR_MS,
+                  "hi": max(int(h[15]) for h in heads) + _HOUR_MS}  # fmt: skip
 
-        def scoped(col: str) -> str:
-            return by_time.replace("{col}", col)
+        def scoped(col: str, by_agent: bool = True) -> str:
+            agent = "agent_id IN {agents:Array(String)} AND " if by_agent else ""
+            return (f"{agent}{col} >= fromUnixTimestamp64Milli({{lo:Int64}}, 'UTC') AND {col} <= "
+                    f"fromUnixTimestamp64Milli({{hi:Int64}}, 'UTC') AND trajectory_id IN {ids}")  # fmt: skip
 
-        turns = self._rows(
-            "SELECT trajectory_id, turn_index, toUnixTimestamp64Milli(timestamp), duration_ms, error, model, "
-            "model_version, input_tokens, output_tokens, air, logprob_tokens, logprobs, token_ids "
-            f"FROM {self.db}.turns WHERE {scoped('timestamp')} ORDER BY trajectory_id, turn_index",
-            window,
-        )
         messages = self._rows(
-            "SELECT trajectory_id, turn_index, seq, role, kind, content, reasoning FROM "
-            f"{self.db}.messages WHERE {scoped('timestamp')} ORDER BY trajectory_id, turn_index, seq",
-            window,
-        )
-        calls = self._rows(
-            "SELECT trajectory_id, turn_index, call_id, tool, arguments, status, latency_ms FROM "
-            f"{self.db}.tool_calls WHERE timestamp >= fromUnixTimestamp64Milli({{lo:Int64}}, 'UTC') AND timestamp <= "
-            f"fromUnixTimestamp64Milli({{hi:Int64}}, 'UTC') AND trajectory_id IN {ids} "
-            "ORDER BY trajectory_id, turn_index, timestamp",
-            window,
-        )
-        rewards = self._rows(
-            f"SELECT trajectory_id, version, component, value FROM {self.db}.rewards WHERE {scoped('scored_at')}",
-            window,
-        )
-        credits = self._rows(
-            f"SELECT trajectory_id, version, turn_index, credit FROM {self.db}.credits WHERE {scoped('scored_at')}",
-            window)  # fmt: skip
-        return self._assemble(keys, heads, turns, messages, calls, rewards, credits)
+            f"SELECT trajectory_id, turn_index, seq, role, kind, content, reasoning FROM {self.db}.messages "
+            f"WHERE {scoped('timestamp')} ORDER BY trajectory_id, turn_index, seq", window)  # fmt: skip
+        turns: Sequence[Sequence[Any]] = ()
+        if TURN_DETAILS in self.parts:
+            columns = _TURN_SQL + (_LOGPROB_SQL if LOGPROBS in self.parts else "")
+            turns = self._rows(f"SELECT {columns} FROM {self.db}.turns WHERE {scoped('timestamp')} "
+                               "ORDER BY trajectory_id, turn_index", window)  # fmt: skip
+        calls: Sequence[Sequence[Any]] = ()
+        if TOOL_CALLS in self.parts:
+            calls = self._rows(
+                "SELECT trajectory_id, turn_index, call_id, tool, arguments, status, latency_ms FROM "
+                f"{self.db}.tool_calls WHERE {scoped('timestamp', by_agent=False)} "
+                "ORDER BY trajectory_id, turn_index, timestamp", window)  # fmt: skip
+        scores: Sequence[Sequence[Any]] = ()  # rewards and credits in one query: (id, version, component, turn, value)
+        selects = []
+        if REWARDS in self.parts:
+            selects.append(f"SELECT trajectory_id, version, component, -1 AS turn, value FROM {self.db}.rewards "
+                           f"WHERE {scoped('scored_at')}")  # fmt: skip
+        if CREDITS in self.parts:
+            selects.append("SELECT trajectory_id, version, toString(method) AS component, toInt64(turn_index) AS "
+                           f"turn, credit AS value FROM {self.db}.credits WHERE {scoped('scored_at')}")  # fmt: skip
+        if selects:
+            scores = self._rows(" UNION ALL ".join(selects), window)
+        return self._assemble(heads, turns, messages, calls, scores)
 
-    def _assemble(self, keys: list[tuple[str, int]], heads: dict[tuple[str, int], tuple[Any, ...]],
-                  turns: list[tuple[Any, ...]], messages: list[tuple[Any, ...]], calls: list[tuple[Any, ...]],
-                  rewards: list[tuple[Any, ...]], credits: list[tuple[Any, ...]]) -> list[Trajectory]:  # fmt: skip
-        by_turn: dict[tuple[str, int], list[Message]] = {}
+    def _assemble(self, heads: list[Sequence[Any]], turns: Sequence[Sequence[Any]],
+                  messages: Sequence[Sequence[Any]], calls: Sequence[Sequence[Any]],
+                  scores: Sequence[Sequence[Any]]) -> list[Trajectory]:  # fmt: skip
+        # Rows come sorted by (trajectory, turn): each trajectory's messages and turns are consecutive, so they
+        # are cut into lists as they come, with no per-row lookups. This loop runs for every message exported.
+        loads = orjson.loads
+        by_turn: dict[str, dict[int, list[Message]]] = {}
         missing: set[str] = set()
+        current: list[Message] = []
+        key: tuple[str, int] = ("", -1)
         for tid, turn, seq, role, kind, content, reasoning in messages:
             if not content:
-                missing.add(str(tid))
+                missing.add(tid)
                 continue
-            by_turn.setdefault((tid, int(turn)), []).append(
-                Message(int(seq), str(role), str(kind), orjson.loads(content), reasoning)
-            )
+            if (tid, turn) != key:
+                key = (tid, turn)
+                current = by_turn.setdefault(tid, {}).setdefault(turn, [])
+            current.append(Message(seq, role, kind, loads(content), reasoning))
         calls_of: dict[tuple[str, int], list[ToolCallResult]] = {}
         for tid, turn, call, tool, arguments, status, latency in calls:
-            calls_of.setdefault((tid, int(turn)), []).append(
-                ToolCallResult(str(call), str(tool), str(arguments), str(status), latency)
-            )
+            calls_of.setdefault((tid, turn), []).append(ToolCallResult(call, tool, arguments, status, latency))
         components: dict[tuple[str, int], dict[str, float]] = {}
-        for tid, version, name, value in rewards:
-            components.setdefault((tid, int(version)), {})[str(name)] = float(value)
         credit_of: dict[tuple[str, int, int], float] = {}
-        for tid, version, turn, credit in credits:
-            credit_of[(tid, int(version), int(turn))] = float(credit)
-        turns_of: dict[str, list[tuple[Any, ...]]] = {}
+        for tid, version, name, turn, value in scores:  # name: the component, or the credit's method
+            if turn < 0:
+                components.setdefault((tid, version), {})[name] = value
+            elif name == DECISION or (tid, version, turn) not in credit_of:  # the trainer's choice of method
+                credit_of[(tid, version, turn)] = value
+        details: dict[str, list[Sequence[Any]]] = {}
         for row in turns:
-            turns_of.setdefault(str(row[0]), []).append(row)
+            details.setdefault(row[0], []).append(row)
         out = []
-        for key in keys:
-            head = heads.get(key)
-            if head is None:
-                continue
-            values = dict(zip(_HEAD, head, strict=True))
-            tid, version = key
+        for head in heads:
+            tid, version = head[0], int(head[1])
             if tid in missing:
                 self.skipped.append(Skipped(tid, version, "landed before messages kept their content (migration "
                                                           "0004): it cannot be given back exactly"))  # fmt: skip
                 continue
-            trajectory = Trajectory(**{**values, "version": int(values["version"]), "tags": list(values["tags"]),
-                                       "entities": list(values["entities"]), "reward": float(values["reward"])},
-                                    components=components.get(key, {}))  # fmt: skip
-            for (_, index, ts, duration, error, model, model_version, tokens_in, tokens_out, air, lp_tokens, lps,
-                 token_ids) in turns_of.get(tid, []):  # fmt: skip
-                trajectory.turns.append(Turn(
-                    int(index), int(ts), int(duration), bool(error), str(model), str(model_version), tokens_in,
-                    tokens_out, float(air), credit_of.get((tid, version, int(index))), list(lp_tokens),
-                    [float(x) for x in lps], [None if i < 0 else int(i) for i in token_ids],
-                    by_turn.get((tid, int(index)), []), calls_of.get((tid, int(index)), []),
-                ))  # fmt: skip
+            # the head's columns are the fields in order (_HEAD); only the arrays become lists
+            trajectory = Trajectory(*head[:8], list(head[8]), *head[9:17], list(head[17]))  # type: ignore[call-arg]
+            trajectory.components = components.get((tid, version), {})
+            said = by_turn.get(tid, {})
+            if TURN_DETAILS in self.parts:
+                for row in details.get(tid, ()):
+                    index = row[1]
+                    logprobs = ([], [], []) if len(row) == 10 else (
+                        list(row[10]), list(row[11]), [None if i < 0 else i for i in row[12]])  # fmt: skip
+                    trajectory.turns.append(Turn(
+                        index, row[2], row[3], bool(row[4]), row[5], row[6], row[7], row[8], row[9],
+                        credit_of.get((tid, version, index)), *logprobs, said.get(index, []),
+                        calls_of.get((tid, index), []),
+                    ))  # fmt: skip
+            else:  # the turns are those that said something, with no details
+                for index, said_then in sorted(said.items()):
+                    trajectory.turns.append(Turn(index, messages=said_then, tool_calls=calls_of.get((tid, index), []),
+                                                 credit=credit_of.get((tid, version, index))))  # fmt: skip
             out.append(trajectory)
         return out

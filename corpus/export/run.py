@@ -84,23 +84,25 @@ def open_corpus(settings: ExportSettings) -> Iterator[Any]:
 
 def export(settings: ExportSettings, format_name: str, out: Path, filters: CorpusFilter, batch: int = 500,
            client: Any = None, on_total: Callable[[int], None] = lambda n: None,
-           on_trajectory: Callable[[], None] = lambda: None) -> dict[str, Any]:  # fmt: skip
+           on_trajectory: Callable[[], None] = lambda: None,
+           parts: frozenset[str] | None = None) -> dict[str, Any]:  # fmt: skip
     """Export the corpus ``filters`` select by the named format into ``out``; returns the manifest.
 
     ``client`` reads through an open ClickHouse client (tests, and callers that own one); otherwise
     ``open_corpus`` opens one. ``on_total`` hears how many trajectories the filter selects (before the
-    reading starts), ``on_trajectory`` each one read.
+    reading starts), ``on_trajectory`` each one read. ``parts`` overrides what the format reads (tests).
     """
     fmt = format_named(format_name, settings)
     prepare_out(out)  # refuse a used directory before reading anything
     if client is None:
         with open_corpus(settings) as opened:
-            return _export(settings, fmt, out, filters, batch, opened, on_total, on_trajectory)
-    return _export(settings, fmt, out, filters, batch, client, on_total, on_trajectory)
+            return _export(settings, fmt, out, filters, batch, opened, on_total, on_trajectory, parts)
+    return _export(settings, fmt, out, filters, batch, client, on_total, on_trajectory, parts)
 
 
 def _export(settings: ExportSettings, fmt: Format, out: Path, filters: CorpusFilter, batch: int, client: Any,
-            on_total: Callable[[int], None], on_trajectory: Callable[[], None]) -> dict[str, Any]:  # fmt: skip
-    reader = CorpusReader(client, settings, batch)
+            on_total: Callable[[int], None], on_trajectory: Callable[[], None],
+            parts: frozenset[str] | None) -> dict[str, Any]:  # fmt: skip
+    reader = CorpusReader(client, settings, batch, fmt.parts() if parts is None else parts)
     on_total(reader.count(filters))
     return write_export(fmt, reader.trajectories(filters), out, filters, reader.skipped, on_trajectory)

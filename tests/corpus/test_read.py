@@ -112,8 +112,8 @@ def test_pages_of_any_size_give_every_latest_version_once_in_order(store: tuple[
         ).result_rows
     ]
     for batch in (1, 2, 3, 50):
-        pages = list(CorpusReader(client, settings, batch=batch).keys(CorpusFilter()))
-        assert [k for page in pages for k in page] == expected, batch
+        pages = list(CorpusReader(client, settings, batch=batch).pages(CorpusFilter()))
+        assert [(h[0], h[1]) for page in pages for h in page] == expected, batch
         assert all(0 < len(page) <= batch for page in pages)
 
 

@@ -39,7 +39,7 @@ from typing import Any
 from trajstream.corpus.export.chat import chat_messages
 from trajstream.corpus.export.formats.base import Format, Row, Skip
 from trajstream.corpus.export.logprobs import logprob_content
-from trajstream.corpus.read import Trajectory
+from trajstream.corpus.read import ALL_PARTS, TOOL_CALLS, Trajectory
 from trajstream.grouping import Group, Sample, make_groups
 
 FORMAT_VERSION = 2
@@ -132,6 +132,9 @@ class ART(Format):
     summary = "ART TrajectoryGroups as Parquet v2 (Choices with token logprobs), grouped as the trainer groups"
     kind = "parquet"
     shard_rows = None  # one file: a group never straddles two
+
+    def parts(self) -> frozenset[str]:
+        return ALL_PARTS - {TOOL_CALLS}  # logprobs, AIR, credit and reward components, but not call results
 
     def shard_name(self, index: int) -> str:
         return f"trajectories/train/{index:04d}.parquet"

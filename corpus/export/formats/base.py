@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Literal
 
 from trajstream.corpus.export.config import ExportSettings
 from trajstream.corpus.export.shards import write_jsonl, write_parquet
-from trajstream.corpus.read import Trajectory
+from trajstream.corpus.read import ALL_PARTS, Trajectory
 
 Row = dict[str, Any]
 FileKind = Literal["jsonl", "parquet"]
@@ -48,6 +48,12 @@ class Format(ABC):
     @abstractmethod
     def rows(self, trajectories: Iterable[Trajectory]) -> Iterator[Row | Skip]:
         """Each row to write, or a Skip for each trajectory not exported, in a stable order."""
+
+    def parts(self) -> frozenset[str]:
+        """What the format reads besides each trajectory's head and messages (``corpus/read.py``'s parts): all
+        of them unless it says less. Reading less is what makes an export fast; tests/corpus/test_export_parts.py
+        checks that each format writes the same files from its own parts as from all of them."""
+        return ALL_PARTS
 
     def shard_name(self, index: int) -> str:
         """The path of the index-th file, relative to --out (a format may nest its files in folders)."""

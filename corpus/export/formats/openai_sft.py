@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from trajstream.corpus.export.chat import REDACTED_CALL, chat_messages
 from trajstream.corpus.export.formats.base import PerTrajectory, Row, Skip
-from trajstream.corpus.read import Trajectory
+from trajstream.corpus.read import CREDITS, Trajectory
 
 __all__ = ["NOTHING_LEARNED", "NO_ASSISTANT", "REDACTED_CALL", "OpenAISFT"]
 
@@ -29,6 +29,9 @@ class OpenAISFT(PerTrajectory):
     name = "openai-sft"
     summary = "chat JSONL (messages, tools, assistant weight 0/1, JSON-string arguments); also Fireworks SFT"
     kind = "jsonl"
+
+    def parts(self) -> frozenset[str]:
+        return frozenset({CREDITS}) if self.settings.export_weight_by == "credit" else frozenset()
 
     def row(self, trajectory: Trajectory) -> Row | Skip:
         chat = chat_messages(trajectory)

@@ -29,7 +29,7 @@ from trajstream.corpus.export.chat import convert, tool_params
 from trajstream.corpus.export.config import ExportSettings
 from trajstream.corpus.export.formats.base import Format, Row, Skip
 from trajstream.corpus.export.pairs import DEFAULT_MARGIN, Pair, first_reply, preference_pairs, prompt_messages
-from trajstream.corpus.read import Trajectory
+from trajstream.corpus.read import TOOL_CALLS, Trajectory
 
 REDACTED_REPLY = "a first reply of its pair is redacted: its text is gone, and a placeholder must not be learned"
 
@@ -45,6 +45,9 @@ class _Preferences(Format):
     def __init__(self, settings: ExportSettings | None = None, margin: float = DEFAULT_MARGIN):
         super().__init__(settings)
         self.margin = margin
+
+    def parts(self) -> frozenset[str]:
+        return frozenset({TOOL_CALLS})  # parallel calls and the tools' names
 
     def rows(self, trajectories: Iterable[Trajectory]) -> Iterator[Row | Skip]:
         for item in preference_pairs(trajectories, self.margin):

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 from trajstream.corpus.export.chat import convert, tool_params
 from trajstream.corpus.export.formats.base import PerTrajectory, Row, Skip
 from trajstream.corpus.export.pairs import prompt_messages
-from trajstream.corpus.read import Message, Trajectory
+from trajstream.corpus.read import TOOL_CALLS, Message, Trajectory
 
 NOT_A_SUCCESS = "not a success: its answer is no reference answer for the graders"
 NO_TEXT_ANSWER = "its last assistant message is not a text answer: no reference answer for the graders"
@@ -66,6 +66,9 @@ def ground_truth(trajectory: Trajectory) -> str | Skip:
 class _Reinforcement(PerTrajectory):
     kind = "jsonl"
     metadata_in_input: ClassVar[bool]
+
+    def parts(self) -> frozenset[str]:
+        return frozenset({TOOL_CALLS})  # the tools' names
 
     def row(self, trajectory: Trajectory) -> Row | Skip:
         answer = ground_truth(trajectory)

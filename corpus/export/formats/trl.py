@@ -41,7 +41,7 @@ from trajstream.corpus.export.trl_chat import (
     prompt_of,
     tool_specs,
 )
-from trajstream.corpus.read import Trajectory
+from trajstream.corpus.read import TURN_DETAILS, Trajectory
 
 SHARD_ROWS = 10_000  # rows per Parquet shard: what memory holds at once while writing
 # Rows per Parquet row group. Given, not left to datasets 5.0.1, whose estimate divides by the row count
@@ -62,6 +62,9 @@ class _Trl(Format):
     kind = "parquet"
     shard_rows = SHARD_ROWS
     columns: ClassVar[dict[str, str]]  # the column names and their kinds (see _features), in order
+
+    def parts(self) -> frozenset[str]:
+        return frozenset()  # learned by reward: TRL has no per-message weight
 
     def shard_name(self, index: int) -> str:
         return f"{self.name}/{index:05d}.parquet"
@@ -187,6 +190,9 @@ class TrlGrpo(_Trl, PerTrajectory):
         "air_total": "float",
         "trajectory_id": "string",
     }
+
+    def parts(self) -> frozenset[str]:
+        return frozenset({TURN_DETAILS})  # AIR per turn
 
     def row(self, trajectory: Trajectory) -> Row | Skip:
         try:
