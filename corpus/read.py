@@ -10,6 +10,8 @@ with the reason, never rebuilt from the rendered text.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -185,6 +187,9 @@ _TURN_SQL = ("trajectory_id, turn_index, toUnixTimestamp64Milli(timestamp), dura
 _LOGPROB_SQL = ", logprob_tokens, logprobs, token_ids"
 
 
+_Rows = tuple[Sequence[Sequence[Any]], Sequence[Sequence[Any]], Sequence[Sequence[Any]], Sequence[Sequence[Any]]]
+
+
 class CorpusReader:
     """Reads whole trajectories, a page at a time. ``parts`` says what to read besides heads and messages;
     a part not read leaves its fields at their defaults (a turn's details zero, no tool-call results, no
@@ -255,14 +260,51 @@ class CorpusReader:
             yield list(page)
 
     def trajectories(self, f: CorpusFilter) -> Iterator[Trajectory]:
-        for heads in self.pages(f):
-            yield from self.load(heads)
+        """Every selected trajectory, page by page. The next page's queries run in a thread while this page is
+        assembled and written (ClickHouse works without the GIL), so reading overlaps the Python work; at
+        most two pages are held besides the one being written."""
+        pages: queue.Queue[tuple[list[Sequence[Any]], _Rows] | BaseException | None] = queue.Queue(maxsize=1)
+        stop = threading.Event()
+
+        def offer(item: tuple[list[Sequence[Any]], _Rows] | BaseException | None) -> bool:
+            """Hand an item over, unless the reading side has stopped (it may never take another)."""
+            while not stop.is_set():
+                try:
+                    pages.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def fetch_ahead() -> None:
+            try:
+                for heads in self.pages(f):
+                    if not offer((heads, self._fetch(heads))):
+                        return
+                offer(None)
+            except BaseException as exc:  # handed to the reading thread, which raises it
+                offer(exc)
+
+        thread = threading.Thread(target=fetch_ahead, name="corpus-read-ahead", daemon=True)
+        thread.start()
+        try:
+            while (item := pages.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield from self._assemble(item[0], *item[1])
+        finally:
+            stop.set()
+            thread.join()
 
     def load(self, heads: list[Sequence[Any]]) -> list[Trajectory]:
         """These versions (heads as ``pages`` gives them) whole, in the given order; one without stored content
         is skipped, with the reason."""
+        return self._assemble(heads, *self._fetch(heads)) if heads else []
+
+    def _fetch(self, heads: list[Sequence[Any]]) -> _Rows:
+        """The page's rows of each part read: (turns, messages, calls, scores)."""
         if not heads:
-            return []
+            return (), (), (), ()
         ids = _ids_literal(sorted({str(h[0]) for h in heads}))
         window = {"agents": sorted({str(h[5]) for h in heads}), "lo": min(int(h[13]) for h in heads) - _HOUR_MS,
                   "hi": max(int(h[15]) for h in heads) + _HOUR_MS}  # fmt: skip
@@ -296,7 +338,7 @@ class CorpusReader:
                            f"turn, credit AS value FROM {self.db}.credits WHERE {scoped('scored_at')}")  # fmt: skip
         if selects:
             scores = self._rows(" UNION ALL ".join(selects), window)
-        return self._assemble(heads, turns, messages, calls, scores)
+        return turns, messages, calls, scores
 
     def _assemble(self, heads: list[Sequence[Any]], turns: Sequence[Sequence[Any]],
                   messages: Sequence[Sequence[Any]], calls: Sequence[Sequence[Any]],

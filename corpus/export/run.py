@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from trajstream.corpus.batch_gc import relaxed_gc
 from trajstream.corpus.export.config import ExportSettings
 from trajstream.corpus.export.formats import known_formats
 from trajstream.corpus.export.formats.base import Format
@@ -94,10 +95,11 @@ def export(settings: ExportSettings, format_name: str, out: Path, filters: Corpu
     """
     fmt = format_named(format_name, settings)
     prepare_out(out)  # refuse a used directory before reading anything
-    if client is None:
-        with open_corpus(settings) as opened:
-            return _export(settings, fmt, out, filters, batch, opened, on_total, on_trajectory, parts)
-    return _export(settings, fmt, out, filters, batch, client, on_total, on_trajectory, parts)
+    with relaxed_gc():
+        if client is None:
+            with open_corpus(settings) as opened:
+                return _export(settings, fmt, out, filters, batch, opened, on_total, on_trajectory, parts)
+        return _export(settings, fmt, out, filters, batch, client, on_total, on_trajectory, parts)
 
 
 def _export(settings: ExportSettings, fmt: Format, out: Path, filters: CorpusFilter, batch: int, client: Any,

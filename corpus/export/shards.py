@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 _PARQUET_ROW_GROUP = 10_000  # rows held before each row group is written: bounded memory for a large shard
 
 
 def write_jsonl(rows: Iterable[dict[str, Any]], path: Path) -> int:
+    """One compact UTF-8 JSON document per line. orjson: json.dumps was a fifth of an openai-sft export's time;
+    it writes NaN as null, where json.dumps wrote the invalid ``NaN``."""
     n = 0
-    with path.open("w", encoding="utf-8") as out:
+    with path.open("wb") as out:
         for row in rows:
-            out.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
-            out.write("\n")
+            out.write(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
             n += 1
     return n
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +12,8 @@ from typing import Any
 import pytest
 
 from tests.support.scored_landing import land_events
-from trajstream.consumers.clickhouse_store import connect, migrate
+from trajstream.consumers.clickhouse_store import ClickHouseError, connect, migrate
+from trajstream.corpus.batch_gc import relaxed_gc
 from trajstream.corpus.read import CorpusFilter, CorpusReader
 from trajstream.settings import Settings
 from trajstream_sdk.codec import EventCodec, codec_for
@@ -129,3 +132,46 @@ def test_ids_that_look_like_sql_or_placeholders_are_read_back(store: tuple[Setti
     reader = CorpusReader(client, settings, batch=2)
     got = {t.trajectory_id: len(t.messages) for t in reader.trajectories(CorpusFilter())}
     assert got == {tid: 5 for tid in odd}
+
+
+class _FailingMessages:
+    """A client whose messages query fails: the read-ahead thread's error must reach the reader's caller."""
+
+    def __init__(self, client: Any):
+        self.client = client
+
+    def query(self, sql: str, **kw: Any) -> Any:
+        if ".messages " in sql:
+            raise RuntimeError("disk gone")
+        return self.client.query(sql, **kw)
+
+
+def _read_ahead_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "corpus-read-ahead"]
+
+
+def test_the_read_ahead_thread_hands_over_errors_and_stops_with_the_reader(store: tuple[Settings, Any]) -> None:
+    settings, client = store
+    codec = codec_for(settings)
+    events: list[tuple[str, bytes]] = []
+    for n in range(5):
+        events += _emit(codec, n)[1]
+    land_events(settings, client, codec, events)
+    with pytest.raises(ClickHouseError, match="disk gone"):
+        list(CorpusReader(_FailingMessages(client), settings, batch=2).trajectories(CorpusFilter()))
+    assert _read_ahead_threads() == []
+    reading = CorpusReader(client, settings, batch=1).trajectories(CorpusFilter())
+    next(reading)  # one page taken, the next ones waiting to be handed over
+    assert len(_read_ahead_threads()) == 1
+    reading.close()  # a consumer that stops early (an error while writing) must not leave the thread behind
+    assert _read_ahead_threads() == []
+
+
+def test_relaxed_gc_restores_the_collector() -> None:
+    before = gc.get_threshold()
+    with relaxed_gc():
+        assert gc.get_threshold()[0] >= 50_000 and gc.get_freeze_count() > 0
+        with relaxed_gc():  # nested (an export inside a worker's job) keeps it relaxed until the outer ends
+            pass
+        assert gc.get_threshold()[0] >= 50_000
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
