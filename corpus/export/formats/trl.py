@@ -70,18 +70,41 @@ class _Trl(Format):
         return f"{self.name}/{index:05d}.parquet"
 
     def write_shard(self, rows: Iterable[Row], path: Path) -> int:
-        from datasets import Dataset, disable_progress_bars, enable_progress_bars, is_progress_bar_enabled
+        from datasets import Dataset, DatasetInfo, disable_progress_bars, enable_progress_bars, is_progress_bar_enabled
 
         rows = list(rows)  # one shard: the writer hands over at most shard_rows
-        table = {name: [row[name] for row in rows] for name in self.columns}
+        features = _features(self.columns)
         was_enabled = is_progress_bar_enabled()
         disable_progress_bars()  # the export shows its own progress
         try:
-            Dataset.from_dict(table, features=_features(self.columns)).to_parquet(str(path), batch_size=ROW_GROUP)
+            table = _arrow_table(rows, self.columns, features)
+            Dataset(table, info=DatasetInfo(features=features)).to_parquet(str(path), batch_size=ROW_GROUP)
         finally:
             if was_enabled:
                 enable_progress_bars()
         return len(rows)
+
+
+def _arrow_table(rows: list[Row], columns: dict[str, str], features: Any) -> Any:
+    """The rows as the Arrow table ``Dataset.from_dict(rows, features)`` builds, built directly: a chat column's
+    messages are encoded by orjson straight into ``Json()``'s storage (a JSON string per message), where
+    ``from_dict`` walked every message through its own encoder (ujson, and a check that re-parsed it): 1.5 s
+    of a 3,669-row shard, now 0.3 s. tests/corpus/test_export_trl.py loads the files with ``load_dataset``."""
+    import orjson
+    import pyarrow as pa
+
+    schema = features.arrow_schema
+    arrays = []
+    for name, kind in columns.items():
+        values = [row[name] for row in rows]
+        if kind == "chat":
+            storage = pa.array([None if v is None else [orjson.dumps(m).decode() for m in v] for v in values],
+                               type=pa.list_(pa.string()))  # fmt: skip
+            messages = pa.ExtensionArray.from_storage(pa.json_(), storage.values)
+            arrays.append(pa.ListArray.from_arrays(storage.offsets, messages, mask=storage.is_null()))
+        else:
+            arrays.append(pa.array(values, type=schema.field(name).type))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _skip(t: Trajectory, reason: str) -> Skip:
