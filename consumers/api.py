@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import asdict
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -28,6 +28,23 @@ from trajstream.settings import Settings
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+@dataclass(frozen=True)
+class RouteContext:
+    """What routes added from a later stage get of the data worker: its settings and its open stores."""
+
+    settings: Settings
+    clickhouse: Callable[[], Any]  # the worker's client; raises StoreUnavailableError while ClickHouse is away
+    embedder: Any = None  # the worker's embedding model (consumers.embedding.Embedder), or None
+
+
+class RouteAdder(Protocol):
+    """Adds routes to the data API. A stage above the consumers (the corpus's exports and reports) serves
+    through the data worker this way: the layers forbid the consumers to import it, and embedded chDB lets
+    only the worker's process read the data directory while it runs."""
+
+    def __call__(self, app: web.Application, context: RouteContext) -> None: ...
+
+
 def _need(body: dict[str, Any], *names: str) -> list[Any]:
     missing = [n for n in names if body.get(n) in (None, "")]
     if missing:
@@ -36,8 +53,10 @@ def _need(body: dict[str, Any], *names: str) -> list[Any]:
 
 
 def build_app(settings: Settings, recall: Callable[[], Recall], clickhouse: Callable[[], Any],
-              health: Callable[[], dict[str, Any]], console: Console | None = None) -> web.Application:  # fmt: skip
-    """``recall`` and ``clickhouse`` give what a request needs, or raise StoreUnavailableError (503)."""
+              health: Callable[[], dict[str, Any]], console: Console | None = None,
+              routes: Sequence[RouteAdder] = (), embedder: Any = None) -> web.Application:  # fmt: skip
+    """``recall`` and ``clickhouse`` give what a request needs, or raise StoreUnavailableError (503);
+    ``routes`` add a later stage's routes, given ``clickhouse`` and ``embedder`` (see RouteAdder)."""
     database = settings.clickhouse_database
 
     async def run(fn: Callable[[], Any]) -> web.Response:
@@ -101,6 +120,8 @@ def build_app(settings: Settings, recall: Callable[[], Recall], clickhouse: Call
     app = web.Application(middlewares=[guard(settings)])
     if console is not None:
         add_console(app, console)
+    for add in routes:
+        add(app, RouteContext(settings, clickhouse, embedder))
     app.add_routes([
         web.get("/health", do_health), web.post("/sql", do_sql), web.post("/recall", do_recall),
         web.post("/predict", do_predict), web.post("/counterfactual", do_counterfactual),
