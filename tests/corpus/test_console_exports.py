@@ -212,7 +212,11 @@ async def test_a_report_made_by_post_is_the_latest(http: tuple[TestClient[Any, A
     assert tools["latest"]["headline"].startswith("lookup_order fails when order_id~INT-#")
     report = await _json(served, "GET", "/api/console/reports/tools", 200, headers=READ)
     top = report["findings"][0]
-    assert (top["tool"], top["feature"], top["headline"]) == ("lookup_order", "order_id~INT-#", tools["latest"]["headline"])
+    assert (top["tool"], top["feature"], top["headline"]) == (
+        "lookup_order",
+        "order_id~INT-#",
+        tools["latest"]["headline"],
+    )
     assert top["evidence"]["trajectory_ids"] and report["generated_at_ms"] == tools["latest"]["generated_at_ms"]
     markdown = await served.get("/api/console/reports/tools/markdown", headers=READ)
     assert markdown.status == 200 and "`lookup_order` fails when `order_id~INT-#`" in await markdown.text()
