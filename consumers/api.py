@@ -8,17 +8,17 @@ directory), so the CLI, tests and dashboards reach the data through it while the
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import asdict
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from trajstream.consumers.api_access import guard
 from trajstream.consumers.clickhouse_store import read_only_query, sql_limits
 from trajstream.consumers.console.routes import Console, add_console
+from trajstream.consumers.json_http import bad_request, json_body, json_error, json_response
 from trajstream.consumers.milvus_store import TRAJECTORIES, loaded
 from trajstream.consumers.recall import Recall, RecallError
 from trajstream.consumers.store_link import StoreUnavailableError
@@ -28,33 +28,35 @@ from trajstream.settings import Settings
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(data, default=str), status=status, content_type="application/json")
+@dataclass(frozen=True)
+class RouteContext:
+    """What routes added from a later stage get of the data worker: its settings and its open stores."""
+
+    settings: Settings
+    clickhouse: Callable[[], Any]  # the worker's client; raises StoreUnavailableError while ClickHouse is away
+    embedder: Any = None  # the worker's embedding model (consumers.embedding.Embedder), or None
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError as exc:
-        raise web.HTTPBadRequest(text=json.dumps({"error": f"the body is not JSON: {exc}"}),
-                                 content_type="application/json") from exc  # fmt: skip
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text=json.dumps({"error": "the body must be a JSON object"}),
-                                 content_type="application/json")  # fmt: skip
-    return body
+class RouteAdder(Protocol):
+    """Adds routes to the data API. A stage above the consumers (the corpus's exports and reports) serves
+    through the data worker this way: the layers forbid the consumers to import it, and embedded chDB lets
+    only the worker's process read the data directory while it runs."""
+
+    def __call__(self, app: web.Application, context: RouteContext) -> None: ...
 
 
 def _need(body: dict[str, Any], *names: str) -> list[Any]:
     missing = [n for n in names if body.get(n) in (None, "")]
     if missing:
-        raise web.HTTPBadRequest(text=json.dumps({"error": f"missing field(s): {', '.join(missing)}"}),
-                                 content_type="application/json")  # fmt: skip
+        raise bad_request(f"missing field(s): {', '.join(missing)}")
     return [body[n] for n in names]
 
 
 def build_app(settings: Settings, recall: Callable[[], Recall], clickhouse: Callable[[], Any],
-              health: Callable[[], dict[str, Any]], console: Console | None = None) -> web.Application:  # fmt: skip
-    """``recall`` and ``clickhouse`` give what a request needs, or raise StoreUnavailableError (503)."""
+              health: Callable[[], dict[str, Any]], console: Console | None = None,
+              routes: Sequence[RouteAdder] = (), embedder: Any = None) -> web.Application:  # fmt: skip
+    """``recall`` and ``clickhouse`` give what a request needs, or raise StoreUnavailableError (503);
+    ``routes`` add a later stage's routes, given ``clickhouse`` and ``embedder`` (see RouteAdder)."""
     database = settings.clickhouse_database
 
     async def run(fn: Callable[[], Any]) -> web.Response:
@@ -62,41 +64,41 @@ def build_app(settings: Settings, recall: Callable[[], Recall], clickhouse: Call
         try:
             result = await asyncio.to_thread(fn)
         except StoreUnavailableError as exc:
-            return _json({"error": str(exc)}, status=503)
+            return json_error(str(exc), "unavailable", 503)
         except (RecallError, TrajstreamError) as exc:
-            return _json({"error": str(exc)}, status=400)
-        return _json({"result": result, "took_ms": round((time.perf_counter() - started) * 1000, 2)})
+            return json_error(str(exc), "bad_request", 400)
+        return json_response({"result": result, "took_ms": round((time.perf_counter() - started) * 1000, 2)})
 
     async def do_health(request: web.Request) -> web.Response:
-        return _json(health())
+        return json_response(health())
 
     async def do_sql(request: web.Request) -> web.Response:
-        (query,) = _need(await _body(request), "query")
+        (query,) = _need(await json_body(request), "query")
         return await run(lambda: read_only_query(clickhouse(), str(query), database, **sql_limits(settings)))
 
     async def do_recall(request: web.Request) -> web.Response:
-        body = await _body(request)
+        body = await json_body(request)
         (query,) = _need(body, "query")
         return await run(lambda: recall().recall(str(query), int(body.get("k", 3)), body.get("filters")))
 
     async def do_predict(request: web.Request) -> web.Response:
-        body = await _body(request)
+        body = await json_body(request)
         state, action = _need(body, "state", "action")
         return await run(lambda: asdict(recall().predict_outcome(str(state), str(action), int(body.get("k", 20)))))
 
     async def do_counterfactual(request: web.Request) -> web.Response:
-        body = await _body(request)
+        body = await json_body(request)
         tid, step, alternative = _need(body, "trajectory_id", "step", "alternative_action")
         return await run(lambda: recall().counterfactual(str(tid), int(step), str(alternative)))
 
     async def do_recommend(request: web.Request) -> web.Response:
-        body = await _body(request)
+        body = await json_body(request)
         (context,) = _need(body, "context")
         return await run(lambda: recall().recommend_tools(str(context), int(body.get("k", 50)), body.get("filters")))
 
     async def do_exists(request: web.Request) -> web.Response:
         """Which of these trajectory ids are queryable in ClickHouse and searchable in Milvus now."""
-        (ids,) = _need(await _body(request), "ids")
+        (ids,) = _need(await json_body(request), "ids")
         wanted = [str(i) for i in ids]
 
         def check() -> dict[str, list[str] | None]:
@@ -118,6 +120,8 @@ def build_app(settings: Settings, recall: Callable[[], Recall], clickhouse: Call
     app = web.Application(middlewares=[guard(settings)])
     if console is not None:
         add_console(app, console)
+    for add in routes:
+        add(app, RouteContext(settings, clickhouse, embedder))
     app.add_routes([
         web.get("/health", do_health), web.post("/sql", do_sql), web.post("/recall", do_recall),
         web.post("/predict", do_predict), web.post("/counterfactual", do_counterfactual),

@@ -14,13 +14,13 @@ signed-in browser.
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from trajstream.consumers.json_http import json_error
 from trajstream.errors import ConfigurationError
 from trajstream.listen import is_loopback
 from trajstream.settings import Settings
@@ -65,11 +65,6 @@ def role_of(settings: Settings, token: str | None) -> Role | None:
     return None
 
 
-def _refuse(status: int, kind: str, message: str) -> web.Response:
-    return web.Response(text=json.dumps({"error": message, "kind": kind}), status=status,
-                        content_type="application/json")  # fmt: skip
-
-
 def guard(settings: Settings) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -80,14 +75,14 @@ def guard(settings: Settings) -> Middleware:
         role = role_of(settings, token)
         if role is None:
             what = "a wrong token" if token else "no token"
-            return _refuse(401, "unauthorized", f"{what}: send Authorization: Bearer <TRAJSTREAM_API_READ_TOKEN or "
-                           "_OPERATOR_TOKEN>, or sign in to the console with it")  # fmt: skip
+            return json_error(f"{what}: send Authorization: Bearer <TRAJSTREAM_API_READ_TOKEN or _OPERATOR_TOKEN>, "
+                              "or sign in to the console with it", "unauthorized", 401)  # fmt: skip
         if (
             request.method == "POST"
             and "X-Trajstream-Console" not in request.headers
             and not (request.headers.get("Authorization", "").lower().startswith("bearer "))
         ):
-            return _refuse(403, "forbidden", "a POST needs the X-Trajstream-Console header or a bearer token")
+            return json_error("a POST needs the X-Trajstream-Console header or a bearer token", "forbidden", 403)
         request[ROLE] = role
         return await handler(request)
 
@@ -97,5 +92,5 @@ def guard(settings: Settings) -> Middleware:
 def need_operator(request: web.Request) -> web.Response | None:
     """A 403 for a caller without the operator role, else None."""
     if request[ROLE] != "operator":
-        return _refuse(403, "forbidden", "this needs the operator role (TRAJSTREAM_API_OPERATOR_TOKEN)")
+        return json_error("this needs the operator role (TRAJSTREAM_API_OPERATOR_TOKEN)", "forbidden", 403)
     return None

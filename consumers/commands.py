@@ -3,26 +3,36 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
 
 from trajstream.console import out, print_json, settings_of
 
+if TYPE_CHECKING:
+    from trajstream.consumers.api import RouteAdder
 
-@click.command("data")
-@click.pass_context
-def worker_data(ctx: click.Context) -> None:
-    """The data worker: the ClickHouse and Milvus sinks and the data API, in one process.
 
-    It applies ClickHouse migrations at start and owns the embedded stores (chDB at
-    TRAJSTREAM_CLICKHOUSE_DSN, milvus-lite at TRAJSTREAM_MILVUS_URI), which allow one process per
-    data directory; other processes query through its API (TRAJSTREAM_API_PORT, default 8765).
-    """
-    from trajstream.consumers.data_worker import run_data_worker
+def data_worker_command(routes: Callable[[], Sequence[RouteAdder]] = tuple) -> click.Command:
+    """`trajstream worker data`, serving ``routes()`` beside its own (a later stage's, found when it starts:
+    the consumers cannot import the stages above them, so the corpus builds this command with its routes)."""
 
-    run_data_worker(settings_of(ctx))
+    @click.command("data")
+    @click.pass_context
+    def worker_data(ctx: click.Context) -> None:
+        """The data worker: the ClickHouse and Milvus sinks and the data API, in one process.
+
+        It applies ClickHouse migrations at start and owns the embedded stores (chDB at
+        TRAJSTREAM_CLICKHOUSE_DSN, milvus-lite at TRAJSTREAM_MILVUS_URI), which allow one process per
+        data directory; other processes query through its API (TRAJSTREAM_API_PORT, default 8765).
+        """
+        from trajstream.consumers.data_worker import run_data_worker
+
+        run_data_worker(settings_of(ctx), routes())
+
+    return worker_data
 
 
 def _access(ctx: click.Context) -> Any:
@@ -127,5 +137,6 @@ def console(ctx: click.Context, open_browser: bool) -> None:
         raise click.ClickException(f"no web browser could be started here; open {address} yourself")
 
 
-WORKERS = (worker_data,)
+# The data worker's command is corpus/console/commands.py's: data_worker_command with the corpus's routes.
+WORKERS: tuple[click.Command, ...] = ()
 COMMANDS = (sql, recall, predict, counterfactual, recommend, console)

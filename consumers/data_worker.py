@@ -15,13 +15,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import IO, Any
 
 from aiohttp import web
 
-from trajstream.consumers.api import build_app
+from trajstream.consumers.api import RouteAdder, build_app
 from trajstream.consumers.api_access import check_listen
 from trajstream.consumers.clickhouse_sink import ClickHouseSink
 from trajstream.consumers.clickhouse_store import connect as connect_clickhouse
@@ -116,7 +116,9 @@ def _hold_stores_lock(settings: Settings) -> IO[bytes]:
     return handle
 
 
-async def serve(settings: Settings, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+async def serve(settings: Settings, stop: asyncio.Event, ready: asyncio.Event | None = None,
+                routes: Sequence[RouteAdder] = ()) -> None:  # fmt: skip
+    """Run the sinks and the data API (with ``routes`` from later stages) until ``stop``."""
     check_listen(settings)  # before anything: a data API open to the network with no token never starts
     lock = await asyncio.to_thread(_hold_stores_lock, settings)
     clickhouse: StoreLink[LockedClient] = StoreLink("ClickHouse", lambda: _open_clickhouse(settings))
@@ -185,8 +187,8 @@ async def serve(settings: Settings, stop: asyncio.Event, ready: asyncio.Event | 
                 log.error("%s not open after %.0fs (%s); the API starts without it", link.name,
                           settings.store_open_grace_s, link.error or "still opening")  # fmt: skip
         console = Console(settings, lambda: clickhouse.client, recall, landed, lambda: health()["sinks"], sampler)
-        runner = web.AppRunner(build_app(settings, recall, lambda: clickhouse.client, health, console),
-                               access_log=None)  # fmt: skip
+        app = build_app(settings, recall, lambda: clickhouse.client, health, console, routes, embedder)
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, settings.api_host, settings.api_port).start()
         url = f"http://{settings.api_host}:{settings.api_port}"
@@ -209,6 +211,6 @@ async def serve(settings: Settings, stop: asyncio.Event, ready: asyncio.Event | 
         lock.close()
 
 
-def run_data_worker(settings: Settings) -> None:
+def run_data_worker(settings: Settings, routes: Sequence[RouteAdder] = ()) -> None:
     """Run in the foreground until SIGTERM or SIGINT."""
-    run_until_signalled(lambda stop: serve(settings, stop))
+    run_until_signalled(lambda stop: serve(settings, stop, routes=routes))

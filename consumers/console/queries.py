@@ -100,10 +100,8 @@ def _bucket(column: str, r: TimeRange) -> str:
     return f"toUnixTimestamp(toStartOfInterval({column}, INTERVAL 1 {_UNIT[r.granularity]})) * 1000"
 
 
-def _rollup_window(r: TimeRange) -> str:
-    # The rollups' minute is the bucket start: a minute that began before the range still counts its rows
-    # that ended inside it only if it began at or after the range's first whole minute.
-    return f"minute >= toStartOfMinute({_TIME}) AND minute < {_END}"
+# The minute rollups' window: their minute is the bucket start, so a range counts from its first whole minute.
+_ROLLUP_WINDOW = f"minute >= toStartOfMinute({_TIME}) AND minute < {_END}"
 
 
 def _resolution(table: str, r: TimeRange) -> tuple[str, str, str]:
@@ -111,7 +109,7 @@ def _resolution(table: str, r: TimeRange) -> tuple[str, str, str]:
     under 2 hours, hour under 3 days, else day; with its time column and window. An hour or day rollup counts
     its whole first bucket: a range is read in whole hours or whole UTC days once it spans that much."""
     if r.granularity == "minute":
-        return f"{table}_minute", "minute", _rollup_window(r)
+        return f"{table}_minute", "minute", _ROLLUP_WINDOW
     unit = "hour" if r.granularity == "hour" else "day"
     start = "toStartOfHour" if unit == "hour" else "toStartOfDay"
     return f"{table}_{unit}", unit, f"{unit} >= {start}({_TIME}) AND {unit} < {_END}"
@@ -134,7 +132,7 @@ def trajectory_timeline(db: str, r: TimeRange, by: str) -> Query:
     return Query(
         "trajectory timeline",
         f"SELECT {_bucket('minute', r)} AS t, {key} AS key, sum(trajectories) AS n, sum(successes) AS ok, "
-        f"sum(reward_sum) AS rs FROM {db}.trajectory_metrics_minute WHERE {_rollup_window(r)} "
+        f"sum(reward_sum) AS rs FROM {db}.trajectory_metrics_minute WHERE {_ROLLUP_WINDOW} "
         "GROUP BY t, key HAVING n != 0 ORDER BY t, key",
         r.parameters(),
     )
@@ -145,7 +143,7 @@ def trajectory_breakdown(db: str, r: TimeRange, by: str) -> Query:
     return Query(
         f"trajectories by {by}",
         f"SELECT {key} AS key, sum(trajectories) AS n, sum(successes) AS ok, sum(reward_sum) AS rs "
-        f"FROM {db}.trajectory_metrics_minute WHERE {_rollup_window(r)} GROUP BY key HAVING n > 0 "
+        f"FROM {db}.trajectory_metrics_minute WHERE {_ROLLUP_WINDOW} GROUP BY key HAVING n > 0 "
         "ORDER BY n DESC LIMIT 100",
         r.parameters(),
     )
@@ -186,7 +184,7 @@ def tools_before_failure(db: str, r: TimeRange) -> Query:
     return Query(
         "tools before failure",
         f"SELECT last_tool, sum(failures) AS f, sum(trajectories) FROM {db}.last_tool_minute "
-        f"WHERE {_rollup_window(r)} AND last_tool != '' GROUP BY last_tool HAVING f > 0 ORDER BY f DESC LIMIT 20",
+        f"WHERE {_ROLLUP_WINDOW} AND last_tool != '' GROUP BY last_tool HAVING f > 0 ORDER BY f DESC LIMIT 20",
         r.parameters(),
     )
 

@@ -20,6 +20,7 @@ from trajstream.consumers.console import pipeline_view
 from trajstream.consumers.console.pages import NotFoundError, Pages
 from trajstream.consumers.console.queries import QueryLimitError
 from trajstream.consumers.console.timerange import RangeError, TimeRange
+from trajstream.consumers.json_http import bad_request, json_body, json_error, json_response
 from trajstream.consumers.recall import Recall, RecallError
 from trajstream.consumers.store_link import StoreUnavailableError
 from trajstream.dlq import letters_at, replay
@@ -44,30 +45,22 @@ class Console:
     sampler: pipeline_view.FlowSampler | None = None
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(data, default=str), status=status, content_type="application/json")
-
-
-def _error(message: str, kind: str, status: int) -> web.Response:
-    return _json({"error": message, "kind": kind}, status)
-
-
 async def _answer(fn: Callable[[], Any]) -> web.Response:
     """Run a page's queries in a thread; every failure becomes a JSON error with a kind the page shows."""
     started = time.perf_counter()
     try:
         data = await asyncio.to_thread(fn)
     except QueryLimitError as exc:
-        return _error(str(exc), exc.kind, 504 if exc.kind == "timeout" else 413)
+        return json_error(str(exc), exc.kind, 504 if exc.kind == "timeout" else 413)
     except StoreUnavailableError as exc:
-        return _error(str(exc), "unavailable", 503)
+        return json_error(str(exc), "unavailable", 503)
     except NotFoundError as exc:
-        return _error(str(exc), "not_found", 404)
+        return json_error(str(exc), "not_found", 404)
     except (RangeError, RecallError, ClickHouseError, TrajstreamError, ValueError) as exc:
-        return _error(str(exc), "bad_request", 400)
+        return json_error(str(exc), "bad_request", 400)
     if isinstance(data, dict):
         data["took_ms"] = round((time.perf_counter() - started) * 1000, 1)
-    return _json(data)
+    return json_response(data)
 
 
 def _int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -75,8 +68,7 @@ def _int(request: web.Request, name: str, default: int, low: int, high: int) -> 
     try:
         value = int(raw) if raw else default
     except ValueError:
-        raise web.HTTPBadRequest(text=json.dumps({"error": f"{name}= is a whole number", "kind": "bad_request"}),
-                                 content_type="application/json") from None  # fmt: skip
+        raise bad_request(f"{name}= is a whole number") from None
     return max(low, min(high, value))
 
 
@@ -91,7 +83,7 @@ def add_console(app: web.Application, console: Console) -> None:
 
     async def whoami(request: web.Request) -> web.Response:
         auth = "token" if tokens_configured(s) else "loopback"
-        return _json({"role": request[ROLE], "auth": auth})
+        return json_response({"role": request[ROLE], "auth": auth})
 
     async def overview(request: web.Request) -> web.Response:
         return await _answer(lambda: pages().overview(range_of(request), request.query.get("by", "agent")))
@@ -114,7 +106,7 @@ def add_console(app: web.Application, console: Console) -> None:
         return await _answer(lambda: pages().trajectory(request.match_info["id"]))
 
     async def search(request: web.Request) -> web.Response:
-        body = await _body(request)
+        body = await json_body(request)
         query, k = str(body.get("query") or ""), int(body.get("k") or 10)
 
         def run() -> dict[str, Any]:
@@ -132,18 +124,18 @@ def add_console(app: web.Application, console: Console) -> None:
         refused = need_operator(request)
         if refused is not None:
             return refused
-        refs = (await _body(request)).get("refs")
+        refs = (await json_body(request)).get("refs")
         if not isinstance(refs, list) or not refs or not all(isinstance(r, str) for r in refs):
-            return _error('the body is {"refs": ["partition:offset", ...]}', "bad_request", 400)
+            return json_error('the body is {"refs": ["partition:offset", ...]}', "bad_request", 400)
         try:
             letters = await letters_at(s, codec_for(s), list(dict.fromkeys(refs)))
             sent = await replay(s, letters)  # refuses all of them if any cannot go back (nothing half done)
         except TrajstreamError as exc:
-            return _error(str(exc), "bad_request", 400)
-        return _json({"replayed": sent, "refs": [letter.ref for letter in letters]})
+            return json_error(str(exc), "bad_request", 400)
+        return json_response({"replayed": sent, "refs": [letter.ref for letter in letters]})
 
     async def pipeline(request: web.Request) -> web.Response:
-        return _json(await pipeline_view.pipeline(s, console.sampler, console.sinks()))
+        return json_response(await pipeline_view.pipeline(s, console.sampler, console.sinks()))
 
     async def trainer(request: web.Request) -> web.Response:
         return await _answer(lambda: pages().trainer(TimeRange.last(TRAINER_RANGE)))
@@ -173,12 +165,14 @@ def add_console(app: web.Application, console: Console) -> None:
     async def login(request: web.Request) -> web.Response:
         """Sign in: a valid token becomes an HttpOnly, same-site session cookie (EventSource sends no headers)."""
         if "X-Trajstream-Console" not in request.headers:
-            return _error("sign in from the console page", "forbidden", 403)
-        token = str((await _body(request)).get("token") or "")
+            return json_error("sign in from the console page", "forbidden", 403)
+        token = str((await json_body(request)).get("token") or "")
         role = role_of(s, token) if tokens_configured(s) else None
         if role is None:
-            return _error("that token is neither TRAJSTREAM_API_READ_TOKEN nor _OPERATOR_TOKEN", "unauthorized", 401)
-        response = _json({"role": role})
+            return json_error(
+                "that token is neither TRAJSTREAM_API_READ_TOKEN nor _OPERATOR_TOKEN", "unauthorized", 401
+            )
+        response = json_response({"role": role})
         response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/",
                             secure=request.secure)  # fmt: skip
         return response
@@ -205,14 +199,3 @@ def add_console(app: web.Application, console: Console) -> None:
         web.get("/api/console/stream", stream),
     ])  # fmt: skip
     app.router.add_static("/console/", STATIC, follow_symlinks=False, append_version=False)
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text=json.dumps({"error": "the body must be a JSON object", "kind": "bad_request"}),
-                                 content_type="application/json")  # fmt: skip
-    return body

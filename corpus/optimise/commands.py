@@ -31,8 +31,9 @@ def _ms(value: str | None) -> int | None:
 
 def _filters(fn: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed((
-        click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-                     help="Folder for the report (created if missing)."),
+        click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+                     help="Folder for the report (created if missing). Default: TRAJSTREAM_HOME/reports/KIND/"
+                     "<UTC time>/, where the console and `GET /api/console/reports/KIND` find the latest."),
         click.option("--since", default=None, help="Trajectories that ended at or after this time (ISO 8601)."),
         click.option("--until", default=None, help="Trajectories that ended before this time (ISO 8601)."),
         click.option("--agent", "agents", multiple=True, help="Only this agent id (repeatable)."),
@@ -43,29 +44,26 @@ def _filters(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _digests(ctx: click.Context, since: str | None, until: str | None, agents: tuple[str, ...],
-             domains: tuple[str, ...], task_keys: tuple[str, ...]) -> tuple[list[Any], dict[str, Any]]:  # fmt: skip
+def _run(ctx: click.Context, kind: str, out_dir: Path | None, since: str | None, until: str | None,
+         agents: tuple[str, ...], domains: tuple[str, ...], task_keys: tuple[str, ...],
+         skills: tuple[str, ...] = (), embedder: Any = None) -> None:  # fmt: skip
     from trajstream.consumers.clickhouse_store import connect
-    from trajstream.corpus.optimise.digest import read_digests
-    from trajstream.corpus.read import CorpusFilter, CorpusReader
+    from trajstream.corpus.optimise.generate import make_report
+    from trajstream.corpus.optimise.latest import new_report_dir
+    from trajstream.corpus.read import CorpusFilter
 
     f = CorpusFilter(since_ms=_ms(since), until_ms=_ms(until), agents=agents, domains=domains, task_keys=task_keys)
     settings = settings_of(ctx)
-    reader = CorpusReader(connect(settings), settings)
 
     def progress(done: int, total: int) -> None:
         if done % 500 == 0 or done == total:
             err.print(f"[dim]read {done}/{total} trajectories[/]")
 
-    digests = read_digests(reader, f, progress)
-    skipped = [{"trajectory_id": s.trajectory_id, "version": s.version, "reason": s.reason} for s in reader.skipped]
-    return digests, {"filter": f.as_json(), "skipped": skipped}
-
-
-def _done(paths: tuple[Path, ...], first: str) -> None:
+    out_dir = out_dir or new_report_dir(settings, kind)
+    report, paths = make_report(settings, kind, connect(settings), f, out_dir, skills, embedder, progress)
     for p in paths:
         out.print(str(p))
-    err.print(f"top finding: {first}")
+    err.print(f"top finding: {report['findings'][0]['headline'] if report['findings'] else 'none'}")
 
 
 @click.group("optimise")
@@ -78,14 +76,8 @@ def optimise() -> None:
                   + _FILTER_HELP)  # fmt: skip
 @_filters
 @click.pass_context
-def tools(ctx: click.Context, /, out_dir: Path, **filters: Any) -> None:
-    from trajstream.corpus.optimise.report import write_report
-    from trajstream.corpus.optimise.tools import tools_markdown, tools_report
-
-    digests, meta = _digests(ctx, **filters)
-    report = {**meta, **tools_report(digests)}
-    _done(write_report(out_dir, "tools", report, tools_markdown(report)),
-          str(report["findings"][0]) if report["findings"] else "none")  # fmt: skip
+def tools(ctx: click.Context, /, **filters: Any) -> None:
+    _run(ctx, "tools", **filters)
 
 
 @optimise.command("skills", help="Skills: improvised call sequences that recur in successful trajectories of "
@@ -94,14 +86,8 @@ def tools(ctx: click.Context, /, out_dir: Path, **filters: Any) -> None:
 @_filters
 @click.option("--skill", "skills", multiple=True, help="A tool that is a registered skill (repeatable).")
 @click.pass_context
-def skills(ctx: click.Context, /, out_dir: Path, skills: tuple[str, ...], **filters: Any) -> None:
-    from trajstream.corpus.optimise.report import write_report
-    from trajstream.corpus.optimise.skills import skills_markdown, skills_report
-
-    digests, meta = _digests(ctx, **filters)
-    report = {**meta, **skills_report(digests, set(skills))}
-    _done(write_report(out_dir, "skills", report, skills_markdown(report)),
-          str(report["findings"][0]) if report["findings"] else "none")  # fmt: skip
+def skills(ctx: click.Context, /, skills: tuple[str, ...], **filters: Any) -> None:
+    _run(ctx, "skills", skills=skills, **filters)
 
 
 @optimise.command("instructions", help="Instructions: clusters of failing trajectories (by embedding), what sets "
@@ -111,19 +97,12 @@ def skills(ctx: click.Context, /, out_dir: Path, skills: tuple[str, ...], **filt
 @_filters
 @click.option("--no-embedding", is_flag=True, help="Cluster by the tools called, without loading the embedding model.")
 @click.pass_context
-def instructions(ctx: click.Context, /, out_dir: Path, no_embedding: bool, **filters: Any) -> None:
+def instructions(ctx: click.Context, /, no_embedding: bool, **filters: Any) -> None:
     from trajstream.consumers.embedding import Embedder
-    from trajstream.corpus.optimise.instructions import instructions_markdown, instructions_report
-    from trajstream.corpus.optimise.report import write_jsonl, write_report
 
-    digests, meta = _digests(ctx, **filters)
     if not no_embedding:
         err.print("[dim]loading the embedding model[/]")
-    body, rows = instructions_report(digests, None if no_embedding else Embedder(), settings_of(ctx))
-    report = {**meta, **body}
-    dataset = write_jsonl(out_dir / "reflective_dataset.jsonl", rows)
-    _done((*write_report(out_dir, "instructions", report, instructions_markdown(report)), dataset),
-          report["findings"][0]["summary"] if report["findings"] else "none")  # fmt: skip
+    _run(ctx, "instructions", embedder=None if no_embedding else Embedder(), **filters)
 
 
 COMMANDS = (optimise,)

@@ -267,13 +267,14 @@ def worker() -> None:
 def _register_stage_commands() -> None:
     """The CLI is the one core module that imports the stages: each brings its commands module."""
     from trajstream.consumers import commands as consumers
+    from trajstream.corpus.console import commands as corpus_console
     from trajstream.corpus.export import commands as corpus_export
     from trajstream.corpus.optimise import commands as optimise
     from trajstream.gateway import commands as gateway
     from trajstream.streams import commands as streams
     from trajstream.trainer import commands as trainer
 
-    for stage in (gateway, streams, consumers, corpus_export, optimise, trainer):
+    for stage in (gateway, streams, consumers, corpus_console, corpus_export, optimise, trainer):
         for command in stage.WORKERS:
             worker.add_command(command)
         for command in stage.COMMANDS:

@@ -13,6 +13,7 @@ import trajectory from "./pages/trajectory.js";
 import deadletters from "./pages/deadletters.js";
 import pipeline from "./pages/pipeline.js";
 import trainer from "./pages/trainer.js";
+import exportsPage from "./pages/exports.js";
 
 const PAGES = [
   ["overview", "Overview", overview],
@@ -22,6 +23,7 @@ const PAGES = [
   ["deadletters", "Dead letters", deadletters],
   ["pipeline", "Pipeline", pipeline],
   ["trainer", "Trainer", trainer],
+  ["exports", "Exports & reports", exportsPage],
 ];
 const RANGES = ["15m", "1h", "6h", "24h", "7d", "30d", "90d"];
 const THEME_KEY = "trajstream-console-theme";
