@@ -13,8 +13,8 @@ would be:
   trajectory as it ran; nothing runs again), and `make_reflective_dataset` returns the exported records,
   verbatim, for the component gepa asks to update;
 - a stub reflection LM that records the prompt gepa built and answers with the report's patched system
-  message in a ``` block (the fixed candidate); gepa's own `InstructionProposalSignature` renders the records
-  into that prompt and extracts the new instruction from the answer.
+  message in a ``` block (the fixed candidate); gepa's own `InstructionProposalSignature` (behind its
+  `StatelessReflectionLM`) renders the records into that prompt and extracts the new instruction from the answer.
 
 One iteration runs (`max_metric_calls`: the seed's evaluation and one more). What is printed, per run: the
 schema problems found, how many records gepa put in the reflection prompt and whether each record's Feedback
@@ -32,7 +32,6 @@ from typing import Any
 
 import gepa
 from gepa.core.adapter import EvaluationBatch
-from gepa.strategies.instruction_proposal import InstructionProposalSignature
 
 FALLBACK = "Follow the steps the successful trajectories take."  # when the report has no patch for a run
 
@@ -79,7 +78,7 @@ class RecordsAdapter:
                                trajectories=list(batch) if capture_traces else None)  # fmt: skip
 
     def make_reflective_dataset(self, candidate: dict[str, str], eval_batch: EvaluationBatch,
-                                components_to_update: list[str]) -> Mapping[str, Sequence[Mapping[str, Any]]]:  # fmt: skip
+                                components_to_update: list[str]) -> Mapping[str, Sequence[Any]]:  # fmt: skip
         picked = [self.records[i] for i in eval_batch.trajectories or []]
         return {c: [r for r in picked if r.get("component") == c] for c in components_to_update}
 
