@@ -6,7 +6,8 @@ the successes of its main task group by ``distinguish.py``; clusters whose failu
 successes take rank first (an instruction can add a step), then by size times the gap. Patches come from
 ``patches.py``: an LLM when configured, a heuristic otherwise. The reflective dataset has GEPA's shape
 (``make_reflective_dataset``'s records ``{"Inputs", "Generated Outputs", "Feedback"}``, plus ``score``):
-one record per trajectory of the reported task groups, for the ``system_message`` component.
+one record per trajectory of the reported task groups, for the ``system_message`` component. Each patch
+carries the patched system message in full (``text``) and as an Agent Lightning prompt template.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from trajstream.corpus.optimise.clusters import Encoder, cluster
 from trajstream.corpus.optimise.digest import Digest
 from trajstream.corpus.optimise.distinguish import distinguish, sentence
-from trajstream.corpus.optimise.patches import diff, heuristic_lines, llm_lines, request
+from trajstream.corpus.optimise.patches import diff, heuristic_lines, llm_lines, patched, prompt_template, request
 from trajstream.corpus.optimise.report import evidence, ids_md
 from trajstream.corpus.optimise.stats import Rate
 from trajstream.settings import Settings
@@ -99,7 +100,9 @@ def instructions_report(digests: list[Digest], encoder: Encoder | None,
         else:
             why = f"the LLM was configured but failed, so the heuristic proposed them: {failed}"
     for c, new in zip(patchable, lines, strict=True):
-        c["patch"] = {"proposed_by": proposer, "lines": new, "diff": diff(c["agent"], c["system_message"], new)}
+        text = patched(c["system_message"], new)
+        c["patch"] = {"proposed_by": proposer, "lines": new, "diff": diff(c["agent"], c["system_message"], new),
+                      "text": text, "prompt_template": prompt_template(text)}  # fmt: skip
     rows = _gepa(patchable)
     for c in clusters:
         for k in ("_members", "_wins", "_rank", "system_message"):

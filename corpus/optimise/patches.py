@@ -63,12 +63,29 @@ def heuristic_lines(task: str, found: list[dict[str, Any]]) -> list[str]:
     return [f"- {scope}: do not call `{f['tool']}` unless the other tools cannot answer; successful runs do not."]
 
 
+def _ended(system_message: str) -> str:
+    return system_message if system_message.endswith("\n") or not system_message else system_message + "\n"
+
+
+def patched(system_message: str, lines: list[str]) -> str:
+    """The system message with ``lines`` added under the learned-rules heading."""
+    old = _ended(system_message)
+    return old + ("" if HEADING in old else f"\n{HEADING}\n\n") + "".join(f"{line}\n" for line in lines)
+
+
 def diff(agent: str, system_message: str, lines: list[str]) -> str:
-    """The system message with ``lines`` added under the learned-rules heading, as a unified diff."""
-    old = system_message if system_message.endswith("\n") or not system_message else system_message + "\n"
-    addition = ("" if HEADING in old else f"\n{HEADING}\n\n") + "".join(f"{line}\n" for line in lines)
-    return "".join(difflib.unified_diff(old.splitlines(keepends=True), (old + addition).splitlines(keepends=True),
+    """``patched`` as a unified diff against the system message."""
+    old = _ended(system_message)
+    return "".join(difflib.unified_diff(old.splitlines(keepends=True),
+                                        patched(system_message, lines).splitlines(keepends=True),
                                         f"a/{agent}/system_message", f"b/{agent}/system_message"))  # fmt: skip
+
+
+def prompt_template(text: str) -> dict[str, str]:
+    """``text`` as an Agent Lightning ``PromptTemplate`` that renders back to it: the f-string engine (the one
+    its ``format`` renders, and the one its APO writes), with literal braces doubled so that ``{order_id}`` in a
+    system message stays text rather than becoming a placeholder."""
+    return {"engine": "f-string", "template": text.replace("{", "{{").replace("}", "}}")}
 
 
 def request(settings: Settings, system_message: str, task: str, found: list[dict[str, Any]],
