@@ -220,11 +220,14 @@ class CorpusReader:
     def pages(self, f: CorpusFilter) -> Iterator[list[Sequence[Any]]]:
         """Pages of trajectory heads (``_HEAD``'s columns) in (ended_at, id, version) order; with latest_only, a
         version is kept only if no later version exists (wherever it ended), so the filter applies to the
-        latest. One query a page: the heads, the keyset and the latest-version check together.
+        latest.
 
         A page reads from the cursor up to the end of a time window sized to hold about four pages: the
         trajectories table is sorted by agent first, so an open-ended ``> cursor`` would read the rest of the
         table for every page (quadratic over a month); a window lets ClickHouse read the ids of its rows only.
+        The latest versions are known before the first page, from one pass over the ids of trajectories with
+        more than one version (re-scored ones: a few percent): a check per page looked each page's ids up in
+        the whole table, which grows with the table, page after page. Memory holds those ids only.
         """
         where, params = _where(f)
         lo, hi, total = self._rows(
@@ -238,12 +241,12 @@ class CorpusReader:
         scope = (f"{where} AND ended_at < fromUnixTimestamp64Milli({{end:Int64}}, 'UTC') "
                  "AND (toUnixTimestamp64Milli(ended_at), trajectory_id, version) > ({a_e:Int64}, {a_t:String}, "
                  "{a_v:UInt32})")  # fmt: skip
-        latest = ""
+        latest: dict[str, int] = {}
         if f.latest_only:
-            latest = ("AND (trajectory_id, version) IN (SELECT trajectory_id, max(version) "
-                      f"FROM {self.db}.trajectories WHERE trajectory_id IN (SELECT trajectory_id "
-                      f"FROM {self.db}.trajectories WHERE {scope}) GROUP BY trajectory_id) ")  # fmt: skip
-        sql = (f"SELECT {_HEAD_SQL} FROM {self.db}.trajectories WHERE {scope} {latest}"
+            latest = {str(t): int(v) for t, v in self._rows(
+                f"SELECT trajectory_id, max(version) FROM {self.db}.trajectories GROUP BY trajectory_id "
+                "HAVING count() > 1", {})}  # fmt: skip
+        sql = (f"SELECT {_HEAD_SQL} FROM {self.db}.trajectories WHERE {scope} "
                "ORDER BY ended_ms, trajectory_id, version LIMIT {n:UInt32}")  # fmt: skip
         ended, tid, version = _HEAD.index("ended_ms"), _HEAD.index("trajectory_id"), _HEAD.index("version")
         while after[0] <= int(hi):
@@ -257,7 +260,9 @@ class CorpusReader:
                 continue
             last = page[-1]
             after = max(after, (int(last[ended]), str(last[tid]), int(last[version])))
-            yield list(page)
+            kept = [h for h in page if latest.get(h[tid], h[version]) == h[version]] if latest else list(page)
+            if kept:
+                yield kept
 
     def trajectories(self, f: CorpusFilter) -> Iterator[Trajectory]:
         """Every selected trajectory, page by page. The next page's queries run in a thread while this page is

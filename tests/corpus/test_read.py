@@ -25,6 +25,7 @@ from trajstream_sdk.events import (
     ToolCall,
     ToolResponse,
     end_record,
+    feedback_record,
     start_record,
     turn_record,
 )
@@ -175,3 +176,34 @@ def test_relaxed_gc_restores_the_collector() -> None:
             pass
         assert gc.get_threshold()[0] >= 50_000
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+def test_latest_only_keeps_each_trajectorys_latest_version_and_filters_it(store: tuple[Settings, Any]) -> None:
+    """Feedback re-scores two trajectories into a second version with a reward under 0.5: only that version is read, a
+    filter on the reward applies to it (the first version's reward no longer counts), and latest_only=False
+    reads both versions."""
+    settings, client = store
+    codec = codec_for(settings)
+    events: list[tuple[str, bytes]] = []
+    tids = []
+    for n in range(5):
+        tid, these, _ = _emit(codec, n)
+        tids.append(tid)
+        events += these
+    for tid in tids[:2]:
+        events.append(("feedback", codec.encode("feedback", feedback_record(tid, source="reviewer", reward=0.0))))
+    land_events(settings, client, codec, events)
+    db = settings.clickhouse_database
+    versions = {(str(t), int(v)): float(r) for t, v, r in client.query(
+        f"SELECT trajectory_id, version, reward FROM {db}.trajectories").result_rows}  # fmt: skip
+    latest = {t: max(v for u, v in versions if u == t) for t in tids}
+    assert all(latest[t] > 1 for t in tids[:2]) and all(latest[t] == 1 for t in tids[2:])
+    for batch in (1, 2, 50):
+        reader = CorpusReader(client, settings, batch=batch)
+        got = [(t.trajectory_id, t.version) for t in reader.trajectories(CorpusFilter())]
+        assert sorted(got) == sorted(latest.items()), batch
+        assert all(versions[k] < 0.5 for k in got if k[0] in tids[:2]), versions  # blended with the reviews 0
+        good = {t.trajectory_id for t in reader.trajectories(CorpusFilter(min_reward=0.5))}
+        assert good == set(tids[2:]), batch
+        every = [(t.trajectory_id, t.version) for t in reader.trajectories(CorpusFilter(latest_only=False))]
+        assert sorted(every) == sorted(versions), batch
