@@ -16,6 +16,7 @@ from trajstream.consumers.clickhouse_store import ClickHouseError, connect, migr
 from trajstream.corpus.batch_gc import relaxed_gc
 from trajstream.corpus.read import CorpusFilter, CorpusReader
 from trajstream.settings import Settings
+from trajstream.streams.in_process import Pipeline
 from trajstream_sdk.codec import EventCodec, codec_for
 from trajstream_sdk.events import (
     Message,
@@ -190,14 +191,17 @@ def test_latest_only_keeps_each_trajectorys_latest_version_and_filters_it(store:
         tid, these, _ = _emit(codec, n)
         tids.append(tid)
         events += these
-    for tid in tids[:2]:
-        events.append(("feedback", codec.encode("feedback", feedback_record(tid, source="reviewer", reward=0.0))))
-    land_events(settings, client, codec, events)
+    pipeline = Pipeline(settings, codec)
+    land_events(settings, client, codec, events, pipeline)  # version 1 of each
+    feedback = [("feedback", codec.encode("feedback", feedback_record(tid, source="reviewer", reward=0.0)))
+                for tid in tids[:2]]  # fmt: skip
+    land_events(settings, client, codec, feedback, pipeline)
     db = settings.clickhouse_database
     versions = {(str(t), int(v)): float(r) for t, v, r in client.query(
         f"SELECT trajectory_id, version, reward FROM {db}.trajectories").result_rows}  # fmt: skip
     latest = {t: max(v for u, v in versions if u == t) for t in tids}
     assert all(latest[t] > 1 for t in tids[:2]) and all(latest[t] == 1 for t in tids[2:])
+    assert len(versions) == 7
     for batch in (1, 2, 50):
         reader = CorpusReader(client, settings, batch=batch)
         got = [(t.trajectory_id, t.version) for t in reader.trajectories(CorpusFilter())]

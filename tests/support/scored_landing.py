@@ -12,9 +12,11 @@ from trajstream.streams.in_process import Pipeline
 from trajstream_sdk.codec import EventCodec
 
 
-def land_events(settings: Settings, client: Any, codec: EventCodec, events: list[tuple[str, bytes]]) -> None:
-    """Score ``events`` (topic, value) in process and land every scored record; none may be rejected."""
-    scored = Pipeline(settings, codec).run(events)
+def land_events(settings: Settings, client: Any, codec: EventCodec, events: list[tuple[str, bytes]],
+                pipeline: Pipeline | None = None) -> None:  # fmt: skip
+    """Score ``events`` (topic, value) in process and land every scored record; none may be rejected. Pass the
+    same ``pipeline`` again to land later events (feedback) against the state the earlier ones left."""
+    scored = (pipeline or Pipeline(settings, codec)).run(events)
     records = [ConsumerRecord(settings.topic("trajectories.scored"), 0, i, 0, 0, b"k", v, None, 0, len(v), [])
                for i, v in enumerate(scored)]  # fmt: skip
     rejected = ClickHouseSink(settings, client, codec).land(records)
