@@ -92,22 +92,31 @@ def baseline(directory: Path, batch: int) -> dict[str, Any]:
     out = directory / "baseline.jsonl"
     started = time.perf_counter()
     n = 0
-    after: tuple[int, str] = (-1, "")
+    lo, hi, total = client.query(f"SELECT min(toUnixTimestamp64Milli(ended_at)), max(toUnixTimestamp64Milli("
+                                 f"ended_at)), count() FROM {db}.trajectories").result_rows[0]  # fmt: skip
+    width = max(1, (hi - lo + 1) * 4 * batch // total)  # time windows of about four pages, as the reader's
+    after: tuple[int, str] = (lo - 1, "")
+    end = lo + width
     with out.open("w", encoding="utf-8") as sink:
-        while True:
+        while after[0] <= hi:
             heads = client.query(
                 f"SELECT toUnixTimestamp64Milli(ended_at) AS e, trajectory_id, reward, system_message, agent_id, "
                 f"toUnixTimestamp64Milli(started_at), toUnixTimestamp64Milli(scored_at) FROM {db}.trajectories "
-                "WHERE (e, trajectory_id) > ({a_e:Int64}, {a_t:String}) ORDER BY e, trajectory_id, version DESC "
-                "LIMIT 1 BY trajectory_id LIMIT {n:UInt32}",
-                parameters={"a_e": after[0], "a_t": after[1], "n": batch},
+                "WHERE ended_at < fromUnixTimestamp64Milli({end:Int64}, 'UTC') AND (e, trajectory_id) > "
+                "({a_e:Int64}, {a_t:String}) ORDER BY e, trajectory_id, version DESC LIMIT 1 BY trajectory_id "
+                "LIMIT {n:UInt32}",
+                parameters={"a_e": after[0], "a_t": after[1], "n": batch, "end": end},
             ).result_rows
+            if len(heads) < batch:  # this window is read to its end
+                if end > hi:
+                    after = (hi + 1, "")
+                end += width
             if not heads:
-                break
-            after = (int(heads[-1][0]), str(heads[-1][1]))
+                continue
+            after = max(after, (int(heads[-1][0]), str(heads[-1][1])))
             ids = [h[1] for h in heads]
-            lo, hi = min(h[5] for h in heads) - 3_600_000, max(h[6] for h in heads) + 3_600_000
-            window = {"ids": ids, "agents": sorted({h[4] for h in heads}), "lo": lo, "hi": hi}
+            window = {"ids": ids, "agents": sorted({h[4] for h in heads}), "lo": min(h[5] for h in heads) - 3_600_000,
+                      "hi": max(h[6] for h in heads) + 3_600_000}  # fmt: skip
             messages: dict[str, list[dict[str, Any]]] = {tid: [] for tid in ids}
             with client.query_row_block_stream(
                 f"SELECT trajectory_id, turn_index, seq, role, content FROM {db}.messages WHERE agent_id IN "
