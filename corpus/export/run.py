@@ -1,20 +1,10 @@
-"""One export run: open ClickHouse, read the filtered corpus in pages, write it by a format.
-
-Reading while the pipeline runs. chDB (the embedded ClickHouse) takes one process per data directory,
-and while a data worker runs it owns the directory; other commands ask its data API. An export does not
-go through that API: a streaming endpoint would have to rebuild whole trajectories (the reader lives in
-the corpus stage, above the consumers that serve the API, so the API cannot call it) or ship raw rows of
-five tables over HTTP for the CLI to assemble, a second reader to keep exact. An export is an offline,
-heavy read, so the rule is simpler: with a ClickHouse server (TRAJSTREAM_CLICKHOUSE_DSN=http://...) it
-reads the server directly, pipeline or not; with embedded chDB it opens the directory itself, holding
-the stores lock as every direct reader does, and refuses with what to do when a data worker owns it.
-"""
+"""One export run: open ClickHouse (``corpus/stores.py``), read the filtered corpus in pages, write it by a
+format. The data worker runs the same ``export`` for the console's downloads (``corpus/console``)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,9 +15,8 @@ from trajstream.corpus.export.formats import known_formats
 from trajstream.corpus.export.formats.base import Format
 from trajstream.corpus.export.writer import prepare_out, write_export
 from trajstream.corpus.read import CorpusFilter, CorpusReader
-from trajstream.data_api import answering_api, stores_lock_file, try_lock_stores
+from trajstream.corpus.stores import open_corpus
 from trajstream.errors import TrajstreamError
-from trajstream.parts import data_worker_expected
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -55,32 +44,6 @@ def format_named(name: str, settings: ExportSettings) -> Format:
     if name not in formats:
         raise TrajstreamError(f"unknown format {name!r}; known: {', '.join(formats) or 'none'}")
     return formats[name](settings)
-
-
-@contextmanager
-def open_corpus(settings: ExportSettings) -> Iterator[Any]:
-    """A ClickHouse client to read the corpus with, or a clear refusal when a data worker owns chDB."""
-    from trajstream.consumers.clickhouse_store import connect, dsn, migrate
-
-    lock = None
-    if dsn(settings).startswith("chdb://"):
-        if answering_api(settings) or data_worker_expected(settings):
-            raise TrajstreamError(
-                "the pipeline's data worker owns the embedded ClickHouse (chDB allows one process per data "
-                "directory): stop the pipeline (`trajstream down`) or point TRAJSTREAM_CLICKHOUSE_DSN at a "
-                "ClickHouse server, then export again"
-            )
-        lock = try_lock_stores(settings)
-        if lock is None:
-            raise TrajstreamError(f"another process holds the stores lock {stores_lock_file(settings)}: wait for it "
-                                  "to finish, or point TRAJSTREAM_CLICKHOUSE_DSN at a ClickHouse server")  # fmt: skip
-    try:
-        client = connect(settings)
-        migrate(client, settings)
-        yield client
-    finally:
-        if lock is not None:
-            lock.close()
 
 
 def export(settings: ExportSettings, format_name: str, out: Path, filters: CorpusFilter, batch: int = 500,

@@ -37,7 +37,10 @@ def prompt_of(trajectory: Trajectory) -> Chat:
     must end on the user's (or a tool's) message, as a generation prompt does."""
     chat = _messages(trajectory.system_message, [(None, prompt_messages(trajectory))])
     if not chat or chat[-1]["role"] not in ("user", "tool"):
-        raise NotExportable("no prompt: no user message before the first assistant message")
+        raise NotExportable(
+            "no prompt: the messages before the first assistant message do not end on a user's or "
+            "a tool's message, as a generation prompt must"
+        )
     return chat
 
 

@@ -47,10 +47,10 @@ def _filters(fn: Callable[..., Any]) -> Callable[..., Any]:
 def _run(ctx: click.Context, kind: str, out_dir: Path | None, since: str | None, until: str | None,
          agents: tuple[str, ...], domains: tuple[str, ...], task_keys: tuple[str, ...],
          skills: tuple[str, ...] = (), embedder: Any = None) -> None:  # fmt: skip
-    from trajstream.consumers.clickhouse_store import connect
     from trajstream.corpus.optimise.generate import make_report
     from trajstream.corpus.optimise.latest import new_report_dir
     from trajstream.corpus.read import CorpusFilter
+    from trajstream.corpus.stores import open_corpus
 
     f = CorpusFilter(since_ms=_ms(since), until_ms=_ms(until), agents=agents, domains=domains, task_keys=task_keys)
     settings = settings_of(ctx)
@@ -60,7 +60,8 @@ def _run(ctx: click.Context, kind: str, out_dir: Path | None, since: str | None,
             err.print(f"[dim]read {done}/{total} trajectories[/]")
 
     out_dir = out_dir or new_report_dir(settings, kind)
-    report, paths = make_report(settings, kind, connect(settings), f, out_dir, skills, embedder, progress)
+    with open_corpus(settings) as client:
+        report, paths = make_report(settings, kind, client, f, out_dir, skills, embedder, progress)
     for p in paths:
         out.print(str(p))
     err.print(f"top finding: {report['findings'][0]['headline'] if report['findings'] else 'none'}")

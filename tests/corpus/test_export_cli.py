@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from pydantic import TypeAdapter
 
 from tests.support.export_corpus import Emitted, emit
 from tests.support.scored_landing import land_events
+from trajstream.cli import main
 from trajstream.consumers.clickhouse_store import connect, migrate
 from trajstream.corpus.export import run as export_run
 from trajstream.corpus.export.config import ExportSettings
@@ -225,8 +227,13 @@ def test_export_refuses_embedded_chdb_while_a_data_worker_owns_it(tmp_path: Path
     settings = ExportSettings(home=tmp_path, clickhouse_dsn=f"chdb://{tmp_path / 'ch'}")
     pid_file(settings, "data").parent.mkdir(parents=True)
     pid_file(settings, "data").write_text(str(os.getpid()))  # a live "data worker"
-    with pytest.raises(TrajstreamError, match="stop the pipeline"):
+    with pytest.raises(TrajstreamError, match=r"Exports & reports page .* stop the pipeline"):
         export_run.export(settings, "openai-sft", tmp_path / "o", CorpusFilter())
+    # the reports read the same way, and are refused the same way (they opened chDB under the worker's feet)
+    env = {"TRAJSTREAM_HOME": str(tmp_path), "TRAJSTREAM_CLICKHOUSE_DSN": f"chdb://{tmp_path / 'ch'}"}
+    done = CliRunner().invoke(main, ["optimise", "tools", "--out", str(tmp_path / "r")], env=env)
+    assert done.exit_code != 0 and "Exports & reports page" in done.output, done.output
+    assert not (tmp_path / "ch").exists()
 
 
 def test_the_command_in_its_own_process(tmp_path: Path) -> None:
