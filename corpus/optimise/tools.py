@@ -7,7 +7,8 @@
 - **Effect on success**: within each (agent, task group), the success rate of trajectories that call the
   tool against those that do not; a tool's effect is the mean difference, weighted by n₁n₀/(n₁+n₀).
 - **Loops**: the same tool called ``LOOP_LENGTH`` or more times in a row in one trajectory.
-- **Never helps**: tools compared somewhere whose success rate with them is never above the rate without.
+- **Never helps**: tools compared in at least one group, in none of which success with them is above success
+  without beyond doubt (the Wilson intervals apart), and whose effect is at most +0.05.
 """
 
 from __future__ import annotations
@@ -207,12 +208,14 @@ def tools_markdown(report: dict[str, Any]) -> str:
         )
     lines.append("\n## Effect on success within the same task group\n")
     lines.append(
-        "| tool | effect | agent / task group | success with | success without |\n| --- | --- | --- | --- | --- |"
+        "| tool | effect (all groups) | agent / task group | difference here | success with | success without |\n"
+        "| --- | --- | --- | --- | --- | --- |"
     )
     for t in report["effects"]:
         for g in t["groups"]:
+            rates = f"{_r(g['success_with'])} | {_r(g['success_without'])}"
             lines.append(f"| `{t['tool']}` | {t['effect']:+.2f} | {g['agent']} / {g['task_key']} | "
-                         f"{_r(g['success_with'])} | {_r(g['success_without'])} |")  # fmt: skip
+                         f"{g['difference']:+.2f} | {rates} |")  # fmt: skip
     lines.append("\n## Loops of repeated calls\n")
     for f in report["loops"] or []:
         lines.append(f"- `{f['tool']}` called up to {f['longest_run']} times in a row in {f['evidence']['count']} "
@@ -222,7 +225,8 @@ def tools_markdown(report: dict[str, Any]) -> str:
         lines.append("None.")
     lines.append("\n## Tools that never help\n")
     for f in report["never_help"] or []:
-        lines.append(f"- `{f['tool']}`: effect {f['effect']:+.2f}; in no task group is success more likely with it.")
+        lines.append(f"- `{f['tool']}`: effect {f['effect']:+.2f}; in no task group is success more likely with it "
+                     "beyond doubt.")  # fmt: skip
     if not report["never_help"]:
         lines.append("None.")
     lines.append("\n## Failure rate of each tool\n")
