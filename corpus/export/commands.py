@@ -62,7 +62,8 @@ def export(ctx: click.Context, format_name: str, out_dir: Path, since: str | Non
     Each file appears only when the export is complete; manifest.json, written last, records the
     format, the filters, the counts (read, exported, skipped by reason) and each file's rows and sha256.
 
-    Reading: with embedded chDB the export opens it itself, so stop the pipeline first (`trajstream
+    Reading: with embedded chDB the export opens it itself, so while the pipeline runs, export from the
+    console's Exports & reports page (the data worker runs it), or stop the pipeline first (`trajstream
     down`), or point TRAJSTREAM_CLICKHOUSE_DSN at a ClickHouse server (read directly, pipeline or not).
     SFT weights: TRAJSTREAM_EXPORT_WEIGHT_BY=reward|credit, TRAJSTREAM_EXPORT_WEIGHT_THRESHOLD.
     """
