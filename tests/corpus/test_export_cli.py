@@ -149,6 +149,11 @@ def test_a_run_failing_midway_leaves_no_file_and_no_manifest(
     assert list(out.rglob("*")) == []
 
 
+# The keys OpenAI's fine-tuning accepts in each role's message (TRL's tool name and reasoning are not among them).
+OPENAI_KEYS = {"system": {"role", "content"}, "user": {"role", "content"}, "tool": {"role", "tool_call_id", "content"},
+               "assistant": {"role", "content", "tool_calls", "weight"}}  # fmt: skip
+
+
 def test_openai_sft_rows_are_the_openai_types_and_give_back_the_conversation(corpus: Corpus, tmp_path: Path) -> None:
     from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
@@ -162,6 +167,7 @@ def test_openai_sft_rows_are_the_openai_types_and_give_back_the_conversation(cor
             # accepted, and nothing dropped or coerced but the weight (a fine-tuning key the chat types lack)
             extra = {k: v for k, v in message.items() if k != "weight"}
             assert _plain(messages_type.validate_python(message)) == extra
+            assert set(message) <= OPENAI_KEYS[message["role"]], message  # OpenAI refuses unknown keys
         for tool in row["tools"]:
             assert _plain(tool_type.validate_python(tool)) == tool
         assert [t["function"]["name"] for t in row["tools"]] == ["lookup_order", "issue_refund", "notify"]
