@@ -24,6 +24,18 @@ class ExportSettings(Settings):
         "[0, 1]), or credit > 0 (credits are shares of the reward summing to it, so a step's is small).",
     )
 
+    export_pair_margin: float = Field(
+        default=0.2,
+        ge=0,
+        description="The DPO formats pair a task group's highest- and lowest-reward trajectories "
+        "only when their rewards differ by at least this (rewards are in [0, 1]).",
+    )
+    export_kto_label_by: Literal["reward", "outcome"] = Field(
+        default="reward",
+        description="trl-kto's label: reward at least the weight threshold, or the outcome "
+        "(success True, failure and error False, any other outcome skipped).",
+    )
+
     # ART's groups are formed as the trainer forms them (trajstream.grouping): its window, its rule, its
     # threshold; the defaults are the trainer's (TRAJSTREAM_TRAINER_WINDOW_COUNT, _GROUP_BY, _ENTITY_THRESHOLD).
     export_group_by: Literal["task", "entities"] = Field(

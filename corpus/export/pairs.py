@@ -10,8 +10,9 @@ outputs, which neither OpenAI nor Fireworks accepts there.) So a task group with
 one candidate pair per prompt.
 
 Of the trajectories with the same (task_key, prompt), the one with the highest reward is preferred and
-the one with the lowest is not, when the rewards differ by at least ``margin`` (``DEFAULT_MARGIN``: on
-the usual 0..1 scale, success against failure or partial is a preference, entity-score jitter is not).
+the one with the lowest is not, when the rewards differ by at least ``margin`` (TRAJSTREAM_EXPORT_PAIR_MARGIN,
+default 0.2: on the usual 0..1 scale, success against failure or partial is a preference, entity-score jitter
+is not).
 Ties are broken by trajectory id and version, so the pair does not depend on the order of reading.
 
 Bounded memory: per (task_key, prompt) only the current highest and lowest are held; every other

@@ -142,9 +142,10 @@ def write_export(fmt: Format, trajectories: Iterable[Trajectory], out: Path, fil
             {"path": final.relative_to(out).as_posix(), "rows": n, "sha256": sha, "bytes": size}
             for _, final, n, sha, size in written
         ],
-        "settings": {
-            "weight_by": fmt.settings.export_weight_by,
-            "weight_threshold": fmt.settings.export_weight_threshold,
+        "settings": {  # every export setting (TRAJSTREAM_EXPORT_*), as the run used it
+            name.removeprefix("export_"): value
+            for name, value in fmt.settings.model_dump().items()
+            if name.startswith("export_")
         },
         "trajstream_version": __version__,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),

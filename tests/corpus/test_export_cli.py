@@ -256,3 +256,18 @@ def test_the_command_in_its_own_process(tmp_path: Path) -> None:
     bad = subprocess.run([*cli, "no-such", "--out", str(tmp_path / "p")], env=env, capture_output=True, text=True,
                          timeout=240)  # fmt: skip
     assert bad.returncode != 0 and all(name in bad.stderr for name in known_formats())  # it lists them all
+
+
+def test_pair_margin_and_kto_label_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from trajstream.corpus.export.formats.preferences import OpenAIDPO
+    from trajstream.corpus.export.formats.trl import TrlDpo, TrlKto
+
+    monkeypatch.setenv("TRAJSTREAM_EXPORT_PAIR_MARGIN", "0.6")
+    monkeypatch.setenv("TRAJSTREAM_EXPORT_KTO_LABEL_BY", "outcome")
+    settings = ExportSettings(home=tmp_path)
+    assert OpenAIDPO(settings).margin == TrlDpo(settings).margin == 0.6 and TrlKto(settings).label_by == "outcome"
+    monkeypatch.setenv("TRAJSTREAM_EXPORT_PAIR_MARGIN", "-1")
+    with pytest.raises(ValidationError, match="export_pair_margin"):
+        ExportSettings(home=tmp_path)

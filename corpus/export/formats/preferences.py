@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 from trajstream.corpus.export.chat import convert, tool_params
 from trajstream.corpus.export.config import ExportSettings
 from trajstream.corpus.export.formats.base import Format, Row, Skip
-from trajstream.corpus.export.pairs import DEFAULT_MARGIN, Pair, first_reply, preference_pairs, prompt_messages
+from trajstream.corpus.export.pairs import Pair, first_reply, preference_pairs, prompt_messages
 from trajstream.corpus.read import TOOL_CALLS, Trajectory
 
 REDACTED_REPLY = "a first reply of its pair is redacted: its text is gone, and a placeholder must not be learned"
@@ -42,9 +42,9 @@ class _Preferences(Format):
     kind = "jsonl"
     with_parallel_tool_calls: ClassVar[bool]
 
-    def __init__(self, settings: ExportSettings | None = None, margin: float = DEFAULT_MARGIN):
+    def __init__(self, settings: ExportSettings | None = None, margin: float | None = None):
         super().__init__(settings)
-        self.margin = margin
+        self.margin = self.settings.export_pair_margin if margin is None else margin  # TRAJSTREAM_EXPORT_PAIR_MARGIN
 
     def parts(self) -> frozenset[str]:
         return frozenset({TOOL_CALLS})  # parallel calls and the tools' names

@@ -16,8 +16,8 @@ merge every tool's arguments into one struct. TRL's trainers read these columns 
   (the highest against the lowest reward of a task group given the same prompt): the prompt, then each one's
   first reply, as openai-dpo. A completion never holds tool results or user text, which DPO would learn.
 - ``trl-kto``: unpaired ``prompt``/``completion``/``label``, the completion the first reply (as in DPO); the
-  label is reward >= the weight threshold, or, with ``label_by="outcome"``, success (True) against failure
-  or error (False).
+  label is reward >= the weight threshold, or, with TRAJSTREAM_EXPORT_KTO_LABEL_BY=outcome, success (True)
+  against failure or error (False).
 - ``trl-grpo``: prompt-only ``prompt`` and the columns a reward function receives as keyword arguments:
   ``ground_truth`` (the final answer of a successful trajectory), ``task_key``, ``reward``, ``outcome``,
   ``air`` (per turn) and ``air_total``, ``trajectory_id``.
@@ -32,7 +32,7 @@ from typing import Any, ClassVar, Literal
 
 from trajstream.corpus.export.config import ExportSettings
 from trajstream.corpus.export.formats.base import Format, PerTrajectory, Row, Skip
-from trajstream.corpus.export.pairs import DEFAULT_MARGIN, preference_pairs
+from trajstream.corpus.export.pairs import preference_pairs
 from trajstream.corpus.export.trl_chat import (
     NotExportable,
     conversation,
@@ -143,9 +143,9 @@ class TrlDpo(_Trl):
         "rejected_reward": "float",
     }
 
-    def __init__(self, settings: ExportSettings | None = None, margin: float = DEFAULT_MARGIN):
+    def __init__(self, settings: ExportSettings | None = None, margin: float | None = None):
         super().__init__(settings)
-        self.margin = margin
+        self.margin = self.settings.export_pair_margin if margin is None else margin  # TRAJSTREAM_EXPORT_PAIR_MARGIN
 
     def rows(self, trajectories: Iterable[Trajectory]) -> Iterator[Row | Skip]:
         for pair in preference_pairs(trajectories, self.margin):
@@ -179,9 +179,9 @@ class TrlKto(_Trl, PerTrajectory):
         "reward": "float",
     }
 
-    def __init__(self, settings: ExportSettings | None = None, label_by: Literal["reward", "outcome"] = "reward"):
+    def __init__(self, settings: ExportSettings | None = None, label_by: Literal["reward", "outcome"] | None = None):
         super().__init__(settings)
-        self.label_by = label_by
+        self.label_by = self.settings.export_kto_label_by if label_by is None else label_by
 
     def row(self, trajectory: Trajectory) -> Row | Skip:
         if self.label_by == "outcome":
