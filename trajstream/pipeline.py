@@ -229,13 +229,16 @@ def status(settings: Settings, with_lag: bool = True) -> list[PartStatus]:
     """One row per process (broker, supervisor, parts) and one per sink of the data worker (``with_lag``: each
     with its consumer group's lag, one Kafka client each: the console reads the lag per partition instead)."""
 
-    def lag(group: str, topics: tuple[str, ...]) -> int | None:
-        return _lag_or_none(settings, group, topics) if with_lag else None
-
     out = []
     if not settings.uses_external_kafka:
         broker = LocalBroker(settings).status()
         out.append(PartStatus("broker", broker.pid, None, "running" if broker.running else "not running"))
+        # no local broker, no lag to ask for: asking would only log the client's connection errors
+        with_lag = with_lag and broker.running
+
+    def lag(group: str, topics: tuple[str, ...]) -> int | None:
+        return _lag_or_none(settings, group, topics) if with_lag else None
+
     state = SupervisorState.load(settings)
     sup = supervisor_pid(settings)
     out.append(PartStatus(SUPERVISOR, sup, None, "running" if sup else "not running (`trajstream up` starts it)"))

@@ -133,3 +133,14 @@ def test_status_without_a_reachable_broker_closes_its_clients(tmp_path: Path) ->
     assert result.returncode == 0, result.stderr
     assert "not running" in result.stdout
     assert "Unclosed" not in result.stdout + result.stderr, result.stderr
+
+
+def test_status_without_the_local_broker_asks_no_lag(tmp_path: Path) -> None:
+    """With the local broker not running there is no lag to ask for: status printed the Kafka client's
+    connection errors above its table."""
+    env = env_for(Settings(home=tmp_path))
+    env.pop("TRAJSTREAM_KAFKA_BOOTSTRAP", None)
+    result = subprocess.run([trajstream_bin(), "status"], env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert "broker" in result.stdout and "not running" in result.stdout
+    assert "Unable connect" not in result.stdout + result.stderr and "ERROR" not in result.stderr, result.stderr
