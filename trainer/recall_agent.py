@@ -23,6 +23,7 @@ measures what is left.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,12 +81,20 @@ def choose(answers: Sequence[str], predictions: Mapping[str, Prediction]) -> Cho
 
 class RecallAgent:
     """Asks the model ``samples`` times, then the data API about each distinct answer (within ``filters``:
-    e.g. one agent's past trajectories), and answers as ``choose`` decides."""
+    e.g. one agent's past trajectories), and answers as ``choose`` decides.
 
-    def __init__(self, api: httpx.AsyncClient, filters: Mapping[str, Any] | None = None, samples: int = SAMPLES):
+    With ``remember_s`` it keeps each answer's prediction that long, as an agent serving many requests
+    would: the same request and answer get the same prediction until the corpus has moved on, and a
+    prediction (a query embedding and a search) costs far more than the model's answer here."""
+
+    def __init__(self, api: httpx.AsyncClient, filters: Mapping[str, Any] | None = None, samples: int = SAMPLES,
+                 remember_s: float = 0.0):  # fmt: skip
         self.api = api  # base_url: the data API; headers: data_api.api_headers
         self.filters = dict(filters or {})
         self.samples = samples
+        self.remember_s = remember_s
+        self.asked = 0  # predictions asked of the data API (not remembered ones)
+        self._remembered: dict[tuple[str, str], tuple[float, Prediction]] = {}
 
     async def act(self, ask: Ask, task: str) -> Choice:
         answers = [await ask(task) for _ in range(self.samples)]
@@ -96,6 +105,15 @@ class RecallAgent:
         return choose(answers, predictions)
 
     async def predict(self, task: str, answer: str) -> Prediction:
+        kept = self._remembered.get((task, answer))
+        if kept is not None and time.monotonic() - kept[0] < self.remember_s:
+            return kept[1]
+        prediction = await self._ask(task, answer)
+        if self.remember_s > 0:
+            self._remembered[task, answer] = (time.monotonic(), prediction)
+        return prediction
+
+    async def _ask(self, task: str, answer: str) -> Prediction:
         # The state and action as the Milvus sink wrote them for a one-step trajectory: its task, and the
         # answer in the notation of a reply (consumers.summaries).
         body = {"state": task, "action": reply_action({"text": answer}), "k": NEIGHBOURS, "filters": self.filters}
@@ -103,4 +121,5 @@ class RecallAgent:
         if response.status_code != 200:
             raise RecallAgentError(f"/predict answered {response.status_code}: {response.text[:300]}")
         result = response.json()["result"]
+        self.asked += 1
         return Prediction(result["p_success"], float(result["confidence"]), result.get("support", []))

@@ -130,6 +130,14 @@ async def test_with_nothing_recalled_the_agent_keeps_the_models_choice(api: http
     assert all(p.p_success is None and p.confidence == 0.0 for p in choice.predictions.values())
 
 
+async def test_a_remembered_prediction_is_not_asked_again(api: httpx.AsyncClient) -> None:
+    remembering, forgetting = (RecallAgent(api, {"agent_id": RIGHT_WINS}, remember_s=s) for s in (600.0, 0.0))
+    for agent in (remembering, forgetting):
+        for _ in range(2):
+            assert (await agent.decide(REFUND, [DECOY, RIGHT])).answer == RIGHT
+    assert (remembering.asked, forgetting.asked) == (2, 4)
+
+
 def test_evidence_no_stronger_than_the_margin_or_unconfident_does_not_switch() -> None:
     near = {DECOY: Prediction(0.4, 0.9), RIGHT: Prediction(0.6, 0.9)}
     assert choose([DECOY, RIGHT], near).answer == DECOY  # 0.2 better: within the margin
