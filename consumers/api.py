@@ -84,7 +84,8 @@ def build_app(settings: Settings, recall: Callable[[], Recall], clickhouse: Call
     async def do_predict(request: web.Request) -> web.Response:
         body = await json_body(request)
         state, action = _need(body, "state", "action")
-        return await run(lambda: asdict(recall().predict_outcome(str(state), str(action), int(body.get("k", 20)))))
+        k, filters = int(body.get("k", 20)), body.get("filters")
+        return await run(lambda: asdict(recall().predict_outcome(str(state), str(action), k, filters)))
 
     async def do_counterfactual(request: web.Request) -> web.Response:
         body = await json_body(request)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from trajstream.assembled import Step, TrajectoryView
 from trajstream.content import render_call, render_content
@@ -21,8 +23,14 @@ def action_of(step: Step) -> tuple[str, str]:
         return call["name"], render_call(str(call["name"]), str(call["arguments"]), MAX_CALL_CHARS)
     for message in step.messages:
         if message["role"] == "assistant":
-            return "reply", "reply: " + render_content(message["content"], MAX_REPLY_CHARS)
+            return "reply", reply_action(message["content"])
     return "reply", "reply"
+
+
+def reply_action(content: Mapping[str, Any]) -> str:
+    """The action text of a step that answers with a message (``reply: ...``): what an agent passes to
+    ``predict_outcome`` to ask about an answer it has not given yet."""
+    return "reply: " + render_content(content, MAX_REPLY_CHARS)
 
 
 def step_line(step: Step) -> str:

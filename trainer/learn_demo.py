@@ -109,12 +109,17 @@ class Curve:
     def gain(self, first_version: str, duration_s: float) -> Gain:
         """The last ``LAST_S`` seconds' success rate minus the first version's, with a 95% interval
         (normal approximation for a difference of two proportions; both sides hold at least MIN_SIDE)."""
-        first = self.pool(lambda a: a.version == first_version)
-        last = self.pool(lambda a: a.at_s >= duration_s - LAST_S)
-        p1, p2 = first.successes / max(first.n, 1), last.successes / max(last.n, 1)
-        se = math.sqrt(p1 * (1 - p1) / max(first.n, 1) + p2 * (1 - p2) / max(last.n, 1))
-        points = 100.0 * (p2 - p1)
-        return Gain(first, last, points, points - 196.0 * se, points + 196.0 * se)
+        return difference(self.pool(lambda a: a.version == first_version),
+                          self.pool(lambda a: a.at_s >= duration_s - LAST_S))  # fmt: skip
+
+
+def difference(first: Pool, last: Pool) -> Gain:
+    """``last``'s success rate minus ``first``'s in points, with a 95% interval (normal approximation for a
+    difference of two independent proportions)."""
+    p1, p2 = first.successes / max(first.n, 1), last.successes / max(last.n, 1)
+    se = math.sqrt(p1 * (1 - p1) / max(first.n, 1) + p2 * (1 - p2) / max(last.n, 1))
+    points = 100.0 * (p2 - p1)
+    return Gain(first, last, points, points - 196.0 * se, points + 196.0 * se)
 
 
 def learn_settings(base: Settings, control: Control = "none") -> TrainerSettings:
@@ -134,9 +139,10 @@ def learn_settings(base: Settings, control: Control = "none") -> TrainerSettings
     })  # fmt: skip
 
 
-def register_first_version(settings: TrainerSettings, progress: Callable[[str], None]) -> None:
-    """Build, warm up and deploy v1 (the warmed-up model is cached under HOME/learn: the same seed and
-    settings give the same weights, and on 2 busy cores the warm-up takes minutes)."""
+def register_first_version(settings: TrainerSettings, progress: Callable[[str], None],
+                           cache: Path | None = None) -> None:  # fmt: skip
+    """Build, warm up and deploy v1 (the warmed-up model is cached under ``cache``, HOME/learn by default:
+    the same seed and settings give the same weights, and on 2 busy cores the warm-up takes minutes)."""
     from trajstream.trainer.learn_env import DECOY_SHARE, RIGHT_SHARE
     from trajstream.trainer.registry import Registry
 
@@ -145,7 +151,7 @@ def register_first_version(settings: TrainerSettings, progress: Callable[[str], 
     if deployed is not None:
         progress(f"model {settings.trainer_model_name}: {deployed.version} already deployed")
         return
-    cached, loss, curve = warmed_up(settings.home / "learn")
+    cached, loss, curve = warmed_up(cache or settings.home / "learn")
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(cached / "tokenizer")
