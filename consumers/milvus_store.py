@@ -88,7 +88,8 @@ def vector_index(settings: Settings) -> tuple[str, dict[str, int]]:
 def search_params(settings: Settings, index_type: str, k: int) -> dict[str, Any]:
     """A search's parameters for the index the collection has (an older server collection may be IVF_FLAT)."""
     if index_type == "HNSW":
-        return {"params": {"ef": max(settings.milvus_hnsw_ef, k)}}  # HNSW refuses an ef below k
+        # Below k, HNSW cannot find k neighbours: 2.3.5 raises ef itself, which no other server need do.
+        return {"params": {"ef": max(settings.milvus_hnsw_ef, k)}}
     return {"params": {"nprobe": settings.recall_nprobe}}
 
 

@@ -18,7 +18,14 @@ from aiokafka.structs import ConsumerRecord
 from tests.consumers.conftest import MilvusOf
 from trajstream.consumers.embedding import Embedder
 from trajstream.consumers.milvus_sink import MilvusSink
-from trajstream.consumers.milvus_store import DECISIONS, TRAJECTORIES, connect, ensure_collections, index_type
+from trajstream.consumers.milvus_store import (
+    DECISIONS,
+    TRAJECTORIES,
+    connect,
+    ensure_collections,
+    index_type,
+    search_params,
+)
 from trajstream.consumers.recall import Recall
 from trajstream.settings import Settings
 from trajstream.streams.in_process import Pipeline
@@ -75,6 +82,13 @@ def test_each_backend_gets_its_index_with_the_parameters_of_the_settings(milvus_
         if server:
             assert (int(described["M"]), int(described["efConstruction"])) == (8, 64)
         assert described["metric_type"] == "COSINE"
+
+
+def test_a_search_asks_what_the_collections_index_takes() -> None:
+    settings = Settings(milvus_hnsw_ef=40, recall_nprobe=12)
+    assert search_params(settings, "HNSW", 3) == {"params": {"ef": 40}}
+    assert search_params(settings, "HNSW", 50) == {"params": {"ef": 50}}  # never fewer candidates than k
+    assert search_params(settings, "IVF_FLAT", 3) == {"params": {"nprobe": 12}}
 
 
 def test_landed_trajectories_are_found_by_recall_with_filters_and_a_new_version_replaces_the_old(
