@@ -243,8 +243,10 @@ def recall_latency(base: Settings, sizes: list[int], client: Any) -> list[tuple[
 
     settings = base.model_copy(update={"clickhouse_database": f"bench_recall_{uuid.uuid4().hex[:6]}"})
     migrate(client, settings)
-    milvus = MilvusClient(str(Path(tempfile.mkdtemp(prefix="bench-milvus-")) / "m.db"))
-    ensure_collections(milvus)
+    lite = str(Path(tempfile.mkdtemp(prefix="bench-milvus-")) / "m.db")
+    settings = settings.model_copy(update={"milvus_uri": lite})
+    milvus = MilvusClient(lite)
+    ensure_collections(milvus, settings)
     embedder = Embedder()
     topics = ["refund a damaged order", "reset a password", "book a flight", "summarise a ticket",
               "cancel a subscription", "translate a document", "update a shipping address",

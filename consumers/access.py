@@ -79,7 +79,7 @@ class DataAccess:
             self._clickhouse = connect(self.settings)
             migrate(self._clickhouse, self.settings)
             milvus = connect_milvus(self.settings)
-            ensure_collections(milvus)
+            ensure_collections(milvus, self.settings)
             self._recall = Recall(self.settings, milvus, self._clickhouse, Embedder())
         return self._recall
 

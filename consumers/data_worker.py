@@ -62,7 +62,7 @@ def _open_clickhouse(settings: Settings) -> LockedClient:
 
 def _open_milvus(settings: Settings) -> Any:
     client = connect_milvus(settings)
-    ensure_collections(client)
+    ensure_collections(client, settings)
     return client
 
 

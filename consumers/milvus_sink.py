@@ -53,7 +53,7 @@ class MilvusSink(BatchSink):
         self.embedder = embedder
         self.stats = MilvusStats()
         self._vectors: dict[str, list[float]] = {}
-        ensure_collections(client)
+        ensure_collections(client, settings)
 
     async def write(self, batch: list[Record]) -> Written:
         # Unreadable records are counted, not dead-lettered: the ClickHouse sink reads the same topic and
@@ -76,7 +76,7 @@ class MilvusSink(BatchSink):
 
     async def store_back(self) -> None:
         # A restarted server serves its collections released: load them before writing and searching.
-        await asyncio.to_thread(ensure_collections, self.client)
+        await asyncio.to_thread(ensure_collections, self.client, self.settings)
 
     def rows(self, records: list[Record]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
         """The rows of both collections, and how many records were unreadable."""

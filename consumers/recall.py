@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from trajstream.consumers.embedding import Embedder
-from trajstream.consumers.milvus_store import DECISIONS, TRAJECTORIES, loaded, quote
+from trajstream.consumers.milvus_store import DECISIONS, TRAJECTORIES, index_type, loaded, quote, search_params
 from trajstream.consumers.summaries import decision_text, state_text
 from trajstream.content import clip, render_call
 from trajstream.errors import TrajstreamError
@@ -60,13 +60,16 @@ class Recall:
         self.clickhouse = clickhouse
         self.embedder = embedder
         self.db = settings.clickhouse_database
+        self._index_types: dict[str, str] = {}  # what each collection's search asks depends on its index
 
     def _search(
         self, collection: str, vector: list[float], k: int, expr: str, fields: list[str]
     ) -> list[dict[str, Any]]:
+        if collection not in self._index_types:
+            self._index_types[collection] = loaded(self.milvus, collection, lambda: index_type(self.milvus, collection))
+        params = search_params(self.settings, self._index_types[collection], k)
         hits = loaded(self.milvus, collection, lambda: self.milvus.search(
-            collection, data=[vector], limit=k, filter=expr, output_fields=fields,
-            search_params={"params": {"nprobe": self.settings.recall_nprobe}}))  # fmt: skip
+            collection, data=[vector], limit=k, filter=expr, output_fields=fields, search_params=params))  # fmt: skip
         return [{"id": h["id"], "similarity": float(h["distance"]), **h["entity"]} for h in hits[0]]
 
     # --- recall -----------------------------------------------------------------------------

@@ -1,10 +1,12 @@
 """`trajstream up`, `status` and `down`: the whole pipeline as local processes, under a supervisor.
 
-`up` starts the broker (unless external), the topics and the supervisor (trajstream.supervisor), which
+`up` starts the broker (unless external), the local Milvus server (when it is the Milvus in use:
+trajstream.milvus_server), the topics and the supervisor (trajstream.supervisor), which
 starts each part as its own process and starts again one that dies. `up` reports a part ready only
 when its current process said so itself (its ready mark) and, for the data worker, when its API
 answers as that process. `down` asks the supervisor to stop and returns once every part's processes
-are gone and the stores lock is free. Logs: TRAJSTREAM_HOME/logs/NAME.log.
+are gone and the stores lock is free, then stops the Milvus server and the broker. Logs:
+TRAJSTREAM_HOME/logs/NAME.log (the Milvus server's: TRAJSTREAM_HOME/milvus-server/milvus.log).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import httpx
 from trajstream.broker import LocalBroker
 from trajstream.data_api import answering_api, api_url, stores_lock_file, try_lock_stores
 from trajstream.errors import TrajstreamError
+from trajstream.milvus_server import LocalMilvus
 from trajstream.parts import (
     PARTS,
     SUPERVISOR,
@@ -85,6 +88,9 @@ def up(settings: Settings, progress: Progress, timeout_s: float = 180.0) -> None
     return once every part is ready."""
     if not settings.uses_external_kafka:
         LocalBroker(settings, progress=progress).start()
+    if settings.runs_milvus_server:  # before the data worker, whose Milvus sink opens it
+        milvus = LocalMilvus(settings, progress=progress).start()
+        progress(f"milvus: ready (pid {milvus.pid}, {milvus.version}) on {milvus.uri}")
     asyncio.run(create_topics(settings))
     progress("topics ready")
     if (pid := supervisor_pid(settings)) is not None:
@@ -119,8 +125,8 @@ def up(settings: Settings, progress: Progress, timeout_s: float = 180.0) -> None
 
 
 def down(settings: Settings, progress: Progress, timeout_s: float = 20.0, stop_broker: bool = True) -> None:
-    """Stop the supervisor and every part (SIGTERM, SIGKILL after ``timeout_s``), then the local broker.
-    Returns once no process of any part is left and the stores lock is free."""
+    """Stop the supervisor and every part (SIGTERM, SIGKILL after ``timeout_s``), then the local Milvus server
+    and broker. Returns once no process of any part is left and the stores lock is free."""
     sup = supervisor_pid(settings)
     if sup is not None:
         request_stop(settings, timeout_s)
@@ -148,6 +154,8 @@ def down(settings: Settings, progress: Progress, timeout_s: float = 20.0, stop_b
             "(a `trajstream` command still running?)"
         )
     lock.close()
+    if settings.runs_milvus_server and LocalMilvus(settings, progress=progress).stop(timeout_s):
+        progress("milvus: stopped")
     if stop_broker and not settings.uses_external_kafka:
         LocalBroker(settings, progress=progress).stop()
         progress("broker: stopped")
@@ -235,6 +243,10 @@ def status(settings: Settings, with_lag: bool = True) -> list[PartStatus]:
         out.append(PartStatus("broker", broker.pid, None, "running" if broker.running else "not running"))
         # no local broker, no lag to ask for: asking would only log the client's connection errors
         with_lag = with_lag and broker.running
+    if settings.runs_milvus_server:
+        milvus = LocalMilvus(settings).status()
+        shown = f"{milvus.detail}; {milvus.version} on {milvus.uri}" if milvus.running else milvus.detail
+        out.append(PartStatus("milvus", milvus.pid, None, shown))
 
     def lag(group: str, topics: tuple[str, ...]) -> int | None:
         return _lag_or_none(settings, group, topics) if with_lag else None

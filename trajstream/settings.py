@@ -147,8 +147,19 @@ class Settings(BaseSettings):
 
     # --- Milvus, recall and the API ---------------------------------------------------------------
     milvus_uri: str | None = Field(
-        default=None, description="milvus-lite path (default: TRAJSTREAM_HOME/milvus.db) or http://host:19530."
+        default=None, description="A Milvus server (http://host:19530) or a milvus-lite path; unset: milvus_local."
     )
+    milvus_local: Literal["lite", "server"] = Field(
+        default="server",
+        description="The Milvus used when milvus_uri is unset: a Milvus server from the `milvus` package that "
+        "`trajstream up` starts (TRAJSTREAM_HOME/milvus-server), or milvus-lite in-process (HOME/milvus.db). "
+        "docs/milvus.md has the measurements behind the default.",
+    )
+    milvus_server_port: int = Field(default=19530, ge=1, le=65535, description="The local Milvus server's port.")
+    milvus_server_start_timeout_s: float = Field(default=120.0, gt=0, description="How long `up` waits for it.")
+    milvus_hnsw_m: int = Field(default=16, ge=2, le=2048, description="HNSW graph degree (Milvus servers).")
+    milvus_hnsw_ef_construction: int = Field(default=200, ge=1, description="HNSW build breadth (Milvus servers).")
+    milvus_hnsw_ef: int = Field(default=64, ge=1, description="HNSW search breadth; at least k is searched.")
     api_host: str = Field(default="127.0.0.1", description="Where the data API and the web console listen. "
                           "Anything but loopback needs TRAJSTREAM_API_READ_TOKEN or _OPERATOR_TOKEN.")  # fmt: skip
     api_port: int = Field(default=8765, ge=1, le=65535, description="The data API of `trajstream up` (sinks).")
@@ -205,6 +216,11 @@ class Settings(BaseSettings):
     gateway_upstream_api_key: SecretStr | None = Field(default=None, description="Bearer key for the upstream.")
     otlp_grace_s: float = Field(default=2.0, ge=0, description="How long the trace stage waits after a trajectory's "
                                 "boundary span for late child spans before it publishes the trajectory.")  # fmt: skip
+
+    @property
+    def runs_milvus_server(self) -> bool:
+        """`up` starts a local Milvus server: no other Milvus is named and the server is the local choice."""
+        return self.milvus_uri is None and self.milvus_local == "server"
 
     @property
     def llm_configured(self) -> bool:

@@ -1,7 +1,8 @@
 """Stores that go away: a Milvus server killed under load, and a data worker whose Milvus is down.
 
-The Milvus server is a real one: milvus-lite's own server process (`milvus-lite server`, the same
-engine the embedded default runs in-process), killed with SIGKILL and started again on its data.
+Each runs against both Milvus servers this machine has, killed with SIGKILL and started again on their data:
+milvus-lite's own server process (`milvus-lite server`, the engine of TRAJSTREAM_MILVUS_LOCAL=lite), and the
+Milvus standalone server of the `milvus` package, started as `trajstream up` starts it (LocalMilvus).
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from tests.support.streams import publish
 from trajstream.consumers.data_worker import serve
 from trajstream.consumers.embedding import Embedder
 from trajstream.consumers.milvus_sink import MilvusSink
-from trajstream.consumers.milvus_store import TRAJECTORIES, connect, ensure_collections
+from trajstream.consumers.milvus_store import TRAJECTORIES, connect, ensure_collections, index_type, search_params
 from trajstream.data_api import api_headers
+from trajstream.milvus_server import LocalMilvus
 from trajstream.parts import pid_file
 from trajstream.pipeline import status
 from trajstream.settings import Settings
@@ -76,9 +78,33 @@ class MilvusServer:
             self.proc.wait(timeout=30)
 
 
-@pytest.fixture
-def milvus_server(tmp_path: Path) -> Iterator[MilvusServer]:
-    server = MilvusServer(tmp_path / "milvus", free_port(), tmp_path / "milvus.log")
+class StandaloneServer:
+    """The `milvus` package's server as `trajstream up` runs it, on a home and a port of its own."""
+
+    def __init__(self, home: Path, port: int):
+        self.server = LocalMilvus(Settings(home=home, milvus_server_port=port))
+        self.uri = self.server.uri
+
+    def start(self) -> None:
+        self.server.start()
+
+    def kill(self) -> None:
+        assert self.server.kill() is not None, "no Milvus server was running to kill"
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+Killable = MilvusServer | StandaloneServer
+
+
+@pytest.fixture(params=["lite", "server"])
+def milvus_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Killable]:
+    server: Killable
+    if request.param == "lite":
+        server = MilvusServer(tmp_path / "milvus", free_port(), tmp_path / "milvus.log")
+    else:
+        server = StandaloneServer(tmp_path / "milvus-home", free_port())
     try:
         yield server
     finally:
@@ -94,17 +120,19 @@ def _scored(settings: Settings, codec: SingleObjectCodec, count: int) -> dict[st
     return out
 
 
-def _searchable(client: Any, embedder: Embedder, ids: list[str]) -> set[str]:
+def _searchable(settings: Settings, client: Any, embedder: Embedder, ids: list[str]) -> set[str]:
     """The ids a vector search finds (not only a lookup by key: the index must hold them)."""
     vector = embedder.encode_one("refund a damaged order")
     quoted = ", ".join(f'"{i}"' for i in ids)
+    params = search_params(settings, index_type(client, TRAJECTORIES), len(ids))
     hits = client.search(TRAJECTORIES, data=[vector], limit=len(ids), filter=f"trajectory_id in [{quoted}]",
-                         output_fields=["trajectory_id"])  # fmt: skip
+                         output_fields=["trajectory_id"], search_params=params)  # fmt: skip
     return {h["entity"]["trajectory_id"] for h in hits[0]}
 
 
+@pytest.mark.timeout(600)
 async def test_a_milvus_server_killed_under_load_and_started_again_loses_no_trajectory(
-    topics: Settings, codec: SingleObjectCodec, milvus_server: MilvusServer
+    topics: Settings, codec: SingleObjectCodec, milvus_server: Killable
 ) -> None:
     milvus_server.start()
     settings = topics.model_copy(update={"milvus_uri": milvus_server.uri, "sink_batch_rows": 8,
@@ -113,7 +141,7 @@ async def test_a_milvus_server_killed_under_load_and_started_again_loses_no_traj
     scored = await asyncio.to_thread(_scored, settings, codec, 48)
     ids = list(scored)
     client = connect(settings)
-    ensure_collections(client)
+    ensure_collections(client, settings)
     embedder = Embedder()
     sink = MilvusSink(settings, client, embedder, codec)
     stop = asyncio.Event()
@@ -133,18 +161,18 @@ async def test_a_milvus_server_killed_under_load_and_started_again_loses_no_traj
                 await asyncio.to_thread(milvus_server.start)
             await asyncio.sleep(0.05)
         deadline = time.monotonic() + 180
-        while len(await asyncio.to_thread(_searchable, client, embedder, ids)) < len(ids):
+        while len(await asyncio.to_thread(_searchable, settings, client, embedder, ids)) < len(ids):
             assert not task.done() and time.monotonic() < deadline, sink.loop_stats
             await asyncio.sleep(1.0)
     finally:
         stop.set()
         await task
-    assert await asyncio.to_thread(_searchable, client, embedder, ids) == set(ids)
+    assert await asyncio.to_thread(_searchable, settings, client, embedder, ids) == set(ids)
     assert sink.loop_stats.outages >= 1 and sink.loop_stats.dead_lettered == 0 and sink.loop_stats.poison == 0
 
 
 async def test_a_data_worker_whose_milvus_is_down_still_lands_in_clickhouse_and_answers(
-    topics: Settings, codec: SingleObjectCodec, milvus_server: MilvusServer, tmp_path: Path, chdb_dir: Path
+    topics: Settings, codec: SingleObjectCodec, milvus_server: Killable, tmp_path: Path, chdb_dir: Path
 ) -> None:
     """Milvus is down from the start: the ClickHouse sink and the API go on; Milvus catches up once it is up."""
     # In this process, so on the session's chDB directory (chDB opens one per process), a database of its own.

@@ -54,6 +54,7 @@ def pipeline(broker_settings: Settings, tmp_path_factory: pytest.TempPathFactory
     home = tmp_path_factory.mktemp("console-home")
     settings = broker_settings.model_copy(update={
         "topic_prefix": f"w{uuid.uuid4().hex[:8]}.", "home": home, "api_port": free_port(), "gateway_port": free_port(),
+        "milvus_server_port": free_port(),
         "kafka_bootstrap": broker_settings.bootstrap,
     })  # fmt: skip
     asyncio.run(create_topics(settings))

@@ -37,7 +37,8 @@ def home(
 ) -> Iterator[tuple[Settings, dict[str, str]]]:
     settings = broker_settings.model_copy(update={
         "topic_prefix": f"o{uuid.uuid4().hex[:8]}.", "home": tmp_path_factory.mktemp("ops-home"),
-        "api_port": free_port(), "gateway_port": free_port(), "kafka_bootstrap": broker_settings.bootstrap,
+        "api_port": free_port(), "gateway_port": free_port(),
+        "milvus_server_port": free_port(), "kafka_bootstrap": broker_settings.bootstrap,
     })  # fmt: skip
     asyncio.run(create_topics(settings))
     env = env_for(settings)

@@ -42,6 +42,7 @@ def pipeline(broker_settings: Settings, tmp_path_factory: pytest.TempPathFactory
     home = tmp_path_factory.mktemp("e2e-home")
     settings = broker_settings.model_copy(update={
         "topic_prefix": f"e{uuid.uuid4().hex[:8]}.", "home": home, "api_port": free_port(), "gateway_port": free_port(),
+        "milvus_server_port": free_port(),
         "kafka_bootstrap": broker_settings.bootstrap, "assembly_inactivity_timeout_s": 30.0,
     })  # fmt: skip
     asyncio.run(create_topics(settings))

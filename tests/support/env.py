@@ -30,10 +30,14 @@ def env_for(settings: Settings) -> dict[str, str]:
             "TRAJSTREAM_TOPIC_PARTITIONS": str(settings.topic_partitions),
             "TRAJSTREAM_API_PORT": str(settings.api_port),
             "TRAJSTREAM_GATEWAY_PORT": str(settings.gateway_port),
+            "TRAJSTREAM_MILVUS_LOCAL": settings.milvus_local,
+            "TRAJSTREAM_MILVUS_SERVER_PORT": str(settings.milvus_server_port),
         }
     )
     if settings.kafka_bootstrap:
         env["TRAJSTREAM_KAFKA_BOOTSTRAP"] = settings.kafka_bootstrap
+    if settings.milvus_uri:
+        env["TRAJSTREAM_MILVUS_URI"] = settings.milvus_uri
     return env
 
 

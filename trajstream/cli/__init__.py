@@ -115,6 +115,69 @@ def _print_status(status: Any) -> None:
         out.print(f"[red]not running[/] {where} {status.bootstrap}: {status.detail}")
 
 
+# --- the local Milvus server ----------------------------------------------------------------
+@main.group()
+def milvus() -> None:
+    """Run the local Milvus server (the `milvus` package's binary) that `up` starts when
+    TRAJSTREAM_MILVUS_LOCAL=server and TRAJSTREAM_MILVUS_URI is unset."""
+
+
+def _milvus(ctx: click.Context) -> Any:
+    from trajstream.milvus_server import LocalMilvus
+
+    return LocalMilvus(settings_of(ctx), progress=lambda msg: err.print(f"[dim]{msg}[/]"))
+
+
+def _print_milvus(status: Any) -> None:
+    if status.running:
+        out.print(f"[green]running[/] local Milvus {status.version} on {status.uri}, pid {status.pid}: "
+                  f"{status.collections} collection(s)")  # fmt: skip
+    else:
+        pid = f", pid {status.pid}" if status.pid else ""
+        out.print(f"[red]not running[/] local Milvus on {status.uri}{pid}: {status.detail}")
+
+
+@milvus.command("start")
+@click.pass_context
+def milvus_start(ctx: click.Context) -> None:
+    """Start the server on its data (reuses a running one) and wait until it answers."""
+    status = _milvus(ctx).start()
+    _print_milvus(status)
+    if not status.running:
+        sys.exit(1)
+
+
+@milvus.command("stop")
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for a clean shutdown.")
+@click.pass_context
+def milvus_stop(ctx: click.Context, timeout: float) -> None:
+    """Stop the server (SIGTERM, then SIGKILL after --timeout)."""
+    stopped = _milvus(ctx).stop(timeout)
+    out.print("Milvus server stopped" if stopped else "no local Milvus server was running")
+
+
+@milvus.command("status")
+@click.pass_context
+def milvus_status(ctx: click.Context) -> None:
+    """Show whether the server runs and answers; exit code 1 when it does not."""
+    status = _milvus(ctx).status()
+    _print_milvus(status)
+    if not status.running:
+        sys.exit(1)
+
+
+@milvus.command("logs")
+@click.option("-n", "--lines", default=100, show_default=True, help="How many lines from the end.")
+@click.pass_context
+def milvus_logs(ctx: click.Context, lines: int) -> None:
+    """Print the end of the server's output (its own logs are in TRAJSTREAM_HOME/milvus-server/logs)."""
+    server = _milvus(ctx)
+    text = server.logs(lines)
+    if not text:
+        err.print(f"no Milvus server output at {server.log_file}")
+    click.echo(text)
+
+
 # --- topics --------------------------------------------------------------------------------
 @main.group()
 def topics() -> None:

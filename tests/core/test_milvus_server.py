@@ -1,0 +1,105 @@
+"""The local Milvus server (trajstream.milvus_server): started as its own process, shown by `trajstream status`,
+stopped cleanly by `trajstream down`, and started again on the same data."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support.env import env_for, free_port, trajstream_bin
+from trajstream.milvus_server import LocalMilvus, MilvusServerError
+from trajstream.pipeline import down, status
+from trajstream.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(trajstream_bin()), *args], env=env_for(settings), capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+
+
+def _rows(uri: str) -> list[str]:
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri)
+    try:
+        if not client.has_collection("kept"):
+            return []
+        client.load_collection("kept")
+        return sorted(r["id"] for r in client.query("kept", filter='id != ""', output_fields=["id"],
+                                                    consistency_level="Strong"))  # fmt: skip
+    finally:
+        client.close()
+
+
+def _write(uri: str, ids: list[str]) -> None:
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri)
+    try:
+        client.create_collection("kept", dimension=4, id_type="string", max_length=64, metric_type="COSINE")
+        client.upsert("kept", [{"id": i, "vector": [1.0, 0.5, 0.25, float(n)]} for n, i in enumerate(ids)])
+        client.flush("kept")
+    finally:
+        client.close()
+
+
+@pytest.mark.timeout(600)
+def test_the_server_starts_shows_in_status_stops_and_starts_again_on_its_data(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, milvus_server_port=free_port(), milvus_local="server")
+    started = _cli(settings, "milvus", "start")
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert "running" in started.stdout and "2.3.5" in started.stdout
+    server = LocalMilvus(settings)
+    first = server.pid()
+    assert first is not None and (tmp_path / "milvus-server" / "data").is_dir()
+    try:
+        rows = {row.name: row for row in status(settings, with_lag=False)}
+        assert rows["milvus"].pid == first
+        assert rows["milvus"].detail.startswith("ready;") and server.uri in rows["milvus"].detail
+        _write(server.uri, ["a", "b", "c"])
+        assert _rows(server.uri) == ["a", "b", "c"]
+
+        messages: list[str] = []
+        down(settings, messages.append, timeout_s=30.0, stop_broker=False)  # nothing else runs: only Milvus
+        assert "milvus: stopped" in messages and server.pid() is None
+        assert not any("killed" in m for m in messages)  # it stopped on SIGTERM, not by force
+        stopped = _cli(settings, "milvus", "status")
+        assert stopped.returncode == 1 and "not running" in stopped.stdout
+        assert {row.name: row for row in status(settings, with_lag=False)}["milvus"].detail == "not running"
+
+        again = _cli(settings, "milvus", "start")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert server.pid() not in (None, first)
+        assert _rows(server.uri) == ["a", "b", "c"]  # the same data
+        assert _cli(settings, "milvus", "status").returncode == 0
+    finally:
+        server.stop()
+
+
+def test_a_taken_port_gives_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        settings = Settings(home=tmp_path, milvus_server_port=port)
+        with pytest.raises(MilvusServerError, match=rf"127.0.0.1:{port} is already in use.*TRAJSTREAM_MILVUS_SERVER"):
+            LocalMilvus(settings).start()
+        result = _cli(settings, "milvus", "start")
+    assert result.returncode == 1
+    assert "already in use" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "milvus-server" / "milvus.pid").exists()
+
+
+def test_a_pid_file_naming_another_process_is_not_the_server(tmp_path: Path) -> None:
+    server = LocalMilvus(Settings(home=tmp_path, milvus_server_port=free_port()))
+    server.state_dir.mkdir(parents=True)
+    server.pid_file.write_text(str(os.getpid()))  # alive, but not a Milvus server
+    assert server.pid() is None
+    assert not server.status().running and server.status().detail == "not running"
+    assert server.stop() is False  # and nothing was signalled
