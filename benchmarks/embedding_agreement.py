@@ -52,11 +52,13 @@ class Agreement:
     export_s: float  # the candidate's one-time export (0 when its file was cached)
 
 
-def _timed(encode: Callable[[list[str]], Vectors], texts: list[str]) -> tuple[Vectors, float]:
+def _timed(what: str, encode: Callable[[list[str]], Vectors], texts: list[str]) -> tuple[Vectors, float]:
     encode(texts[:64])  # warm up: first-call allocations are no part of the rate
     t0 = time.perf_counter()
     vectors = encode(texts)
-    return vectors, len(texts) / (time.perf_counter() - t0)
+    rate = len(texts) / (time.perf_counter() - t0)
+    print(f"# {what}: {rate:,.0f} texts/s", file=sys.stderr, flush=True)
+    return vectors, rate
 
 
 def agreement(trajectories: int = 600) -> Agreement:
@@ -74,9 +76,10 @@ def agreement(trajectories: int = 600) -> Agreement:
     t0 = time.perf_counter()
     candidate = OnnxEncoder(model_dir(), MAX_TOKENS, 64, threads, Embedder.for_settings(settings).export_dir)
     export_s = time.perf_counter() - t0
-    ref_corpus, torch_rate = _timed(reference.encode, corpus)
-    ours_corpus, rate = _timed(lambda texts: candidate.encode(texts, pooled=True), corpus)
-    _, unsorted_rate = _timed(lambda texts: candidate.encode(texts, pooled=True, sort=False), corpus)
+    ref_corpus, torch_rate = _timed("fp32 PyTorch", reference.encode, corpus)
+    ours_corpus, rate = _timed("onnxruntime", lambda texts: candidate.encode(texts, pooled=True), corpus)
+    _, unsorted_rate = _timed("onnxruntime, given order",
+                              lambda texts: candidate.encode(texts, pooled=True, sort=False), corpus)  # fmt: skip
     ref_queries, ours_queries = reference.encode(queries), candidate.encode(queries, pooled=True)
     ratio = neighbour_agreement((ref_corpus, ref_queries), (ours_corpus, ours_queries), k=5)
     both = cosines(np.vstack([ref_corpus, ref_queries]), np.vstack([ours_corpus, ours_queries]))
