@@ -80,7 +80,7 @@ class DataAccess:
             migrate(self._clickhouse, self.settings)
             milvus = connect_milvus(self.settings)
             ensure_collections(milvus, self.settings)
-            self._recall = Recall(self.settings, milvus, self._clickhouse, Embedder())
+            self._recall = Recall(self.settings, milvus, self._clickhouse, Embedder.for_settings(self.settings))
         return self._recall
 
     def sql(self, query: str) -> dict[str, Any]:

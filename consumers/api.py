@@ -19,7 +19,7 @@ from trajstream.consumers.api_access import guard
 from trajstream.consumers.clickhouse_store import read_only_query, sql_limits
 from trajstream.consumers.console.routes import Console, add_console
 from trajstream.consumers.json_http import bad_request, json_body, json_error, json_response
-from trajstream.consumers.milvus_store import TRAJECTORIES, loaded
+from trajstream.consumers.milvus_store import DECISIONS, TRAJECTORIES, loaded, quote
 from trajstream.consumers.recall import Recall, RecallError
 from trajstream.consumers.store_link import StoreUnavailableError
 from trajstream.errors import TrajstreamError
@@ -98,7 +98,8 @@ def build_app(settings: Settings, recall: Callable[[], Recall], clickhouse: Call
         return await run(lambda: recall().recommend_tools(str(context), int(body.get("k", 50)), body.get("filters")))
 
     async def do_exists(request: web.Request) -> web.Response:
-        """Which of these trajectory ids are queryable in ClickHouse and searchable in Milvus now."""
+        """Which of these trajectory ids are queryable in ClickHouse and searchable in Milvus now (their vector,
+        and their decision points)."""
         (ids,) = _need(await json_body(request), "ids")
         wanted = [str(i) for i in ids]
 
@@ -112,9 +113,14 @@ def build_app(settings: Settings, recall: Callable[[], Recall], clickhouse: Call
                     milvus, TRAJECTORIES, lambda: milvus.query(TRAJECTORIES, ids=wanted, output_fields=["id"])
                 )
                 found: list[str] | None = [v["id"] for v in rows_mv]
+                # Decision points come from their own sink, after the trajectory's vector: those with any.
+                expr = f"trajectory_id in [{', '.join(quote(i) for i in wanted)}]"
+                points = loaded(milvus, DECISIONS, lambda: milvus.query(DECISIONS, filter=expr,
+                                                                        output_fields=["trajectory_id"]))  # fmt: skip
+                decided: list[str] | None = sorted({p["trajectory_id"] for p in points})
             except StoreUnavailableError:
-                found = None
-            return {"clickhouse": [r[0] for r in rows.result_rows], "milvus": found}
+                found = decided = None
+            return {"clickhouse": [r[0] for r in rows.result_rows], "milvus": found, "milvus_decisions": decided}
 
         return await run(check)
 

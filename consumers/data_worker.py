@@ -30,7 +30,7 @@ from trajstream.consumers.console.pipeline_view import FlowSampler
 from trajstream.consumers.console.routes import Console
 from trajstream.consumers.embedding import Embedder
 from trajstream.consumers.locked_client import LockedClient
-from trajstream.consumers.milvus_sink import MilvusSink
+from trajstream.consumers.milvus_sink import DecisionSink, TrajectorySink
 from trajstream.consumers.milvus_store import connect as connect_milvus
 from trajstream.consumers.milvus_store import ensure_collections, uri
 from trajstream.consumers.recall import Recall
@@ -123,9 +123,10 @@ async def serve(settings: Settings, stop: asyncio.Event, ready: asyncio.Event | 
     lock = await asyncio.to_thread(_hold_stores_lock, settings)
     clickhouse: StoreLink[LockedClient] = StoreLink("ClickHouse", lambda: _open_clickhouse(settings))
     milvus: StoreLink[Any] = StoreLink("Milvus", lambda: _open_milvus(settings))
-    embedder = Embedder(background_nice=settings.embed_nice)
+    embedder = Embedder.for_settings(settings)
     sinks: dict[str, BatchSink] = {}
-    runs = {"clickhouse": SinkRun(), "milvus": SinkRun()}
+    # The Milvus sinks: "milvus" writes the trajectory vectors, "milvus_decisions" the decision points.
+    runs = {"clickhouse": SinkRun(), "milvus": SinkRun(), "milvus_decisions": SinkRun()}
     started = time.time()
     recalls: dict[tuple[int, int], Recall] = {}
 
@@ -155,7 +156,10 @@ async def serve(settings: Settings, stop: asyncio.Event, ready: asyncio.Event | 
             "status": "degraded" if waiting or closed else "ok", "pid": os.getpid(),
             "uptime_s": round(time.time() - started, 1), "clickhouse": shown_dsn(settings), "milvus": uri(settings),
             "embedder": "loaded" if embedder.loaded else "loading",
-            "sinks": {"clickhouse": sink_health("clickhouse", clickhouse), "milvus": sink_health("milvus", milvus)},
+            "embed_runtime": embedder.runtime, "embed_cache": {"entries": len(embedder.cache),
+                                                               **asdict(embedder.counts)},
+            "sinks": {"clickhouse": sink_health("clickhouse", clickhouse), "milvus": sink_health("milvus", milvus),
+                      "milvus_decisions": sink_health("milvus_decisions", milvus)},
         }  # fmt: skip
 
     def landed() -> int:
@@ -167,15 +171,17 @@ async def serve(settings: Settings, stop: asyncio.Event, ready: asyncio.Event | 
         asyncio.create_task(sampler.run(stop)),
         asyncio.create_task(keep_running(settings, clickhouse, lambda c: ClickHouseSink(settings, c, None), stop,
                                          runs["clickhouse"], sinks, "clickhouse")),
-        asyncio.create_task(keep_running(settings, milvus, lambda c: MilvusSink(settings, c, embedder), stop,
+        asyncio.create_task(keep_running(settings, milvus, lambda c: TrajectorySink(settings, c, embedder), stop,
                                          runs["milvus"], sinks, "milvus")),
+        asyncio.create_task(keep_running(settings, milvus, lambda c: DecisionSink(settings, c, embedder), stop,
+                                         runs["milvus_decisions"], sinks, "milvus_decisions")),
     ]  # fmt: skip
     runner: web.AppRunner | None = None
     try:
         # The model loads in the background (10-20 s on 2 cores): the API and the ClickHouse sink need not
         # wait for it; a recall or a Milvus write that comes first waits for the load. A daemon thread: a
         # stop during the load does not wait for it.
-        threading.Thread(target=embedder.encode_background, args=(["warm up"],), name="embedder-load",
+        threading.Thread(target=embedder.warm_up, name="embedder-load",
                          daemon=True).start()  # fmt: skip
         # The API (and the ready mark `up` waits for) comes once both stores are open, or after the grace
         # even if one is not: a store that is away must not keep the other's sink and the API down.

@@ -45,7 +45,7 @@ from trajstream.parts import (
 )
 from trajstream.settings import Settings
 from trajstream.supervisor import request_stop
-from trajstream.topics import MILVUS_SINK_GROUP, SCORED, create_topics
+from trajstream.topics import MILVUS_DECISION_GROUP, MILVUS_TRAJECTORY_GROUP, SCORED, create_topics
 
 Progress = Callable[[str], None]
 
@@ -169,12 +169,36 @@ class PartStatus:
     detail: str
 
 
-async def _lag(settings: Settings, group: str, topics: tuple[str, ...]) -> int | None:
+@dataclass(frozen=True)
+class Backlog:
+    records: int  # records the group has yet to process
+    oldest_ms: int | None = None  # Kafka timestamp of the oldest of them, when asked for and any wait
+
+
+async def _oldest_ms(consumer: Any, positions: dict[Any, int], timeout_s: float = 3.0) -> int | None:
+    """The earliest Kafka timestamp among the first record at each position (one fetch per partition)."""
+    consumer.assign(list(positions))
+    for tp, offset in positions.items():
+        consumer.seek(tp, offset)
+    first: dict[Any, int] = {}
+    deadline = time.monotonic() + timeout_s
+    while len(first) < len(positions) and (left := deadline - time.monotonic()) > 0:
+        got = await consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000), max_records=len(positions))
+        for tp, records in got.items():
+            if records:
+                first.setdefault(tp, records[0].timestamp)
+                consumer.pause(tp)  # one record per partition is all this asks
+    return min(first.values()) if first else None
+
+
+async def _backlog(settings: Settings, group: str, topics: tuple[str, ...], oldest: bool = False) -> Backlog | None:
     from aiokafka import AIOKafkaConsumer
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(**settings.kafka_client_options())
-    consumer = AIOKafkaConsumer(**settings.kafka_client_options(), group_id=None, enable_auto_commit=False)
+    # "earliest": a position that compaction removed reads from the next record still there.
+    consumer = AIOKafkaConsumer(**settings.kafka_client_options(), group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest")  # fmt: skip
     try:
         # Started inside the try: a client whose start failed (no broker) is closed all the same, else
         # aiokafka reports an "Unclosed AIOKafkaConsumer" when it is collected.
@@ -187,19 +211,26 @@ async def _lag(settings: Settings, group: str, topics: tuple[str, ...]) -> int |
         if not tps:
             return None
         ends = await consumer.end_offsets(tps)
-        lag: int = sum(max(0, ends[tp] - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0))
-                   for tp in tps)  # fmt: skip
-        return lag
+        done = {tp: committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0 for tp in tps}
+        lag = sum(max(0, ends[tp] - done[tp]) for tp in tps)
+        waiting = {tp: done[tp] for tp in tps if ends[tp] > done[tp]}
+        return Backlog(lag, await _oldest_ms(consumer, waiting) if oldest and waiting else None)
     finally:
         await consumer.stop()
         await admin.close()
 
 
-def _lag_or_none(settings: Settings, group: str, topics: tuple[str, ...]) -> int | None:
+def group_backlog(settings: Settings, group: str, topics: tuple[str, ...], oldest: bool = False) -> Backlog | None:
+    """What ``group`` has yet to process of ``topics`` (``oldest``: and since when); None without a broker."""
     try:
-        return asyncio.run(_lag(settings, group, topics))
+        return asyncio.run(_backlog(settings, group, topics, oldest))
     except Exception:  # no broker: the lag is unknown, the process table still tells something
         return None
+
+
+def _lag_or_none(settings: Settings, group: str, topics: tuple[str, ...]) -> int | None:
+    backlog = group_backlog(settings, group, topics)
+    return backlog.records if backlog is not None else None
 
 
 def _process_detail(settings: Settings, name: str, pid: int | None, state: SupervisorState | None) -> str:
@@ -226,6 +257,10 @@ def _sink_detail(name: str, sink: dict[str, Any]) -> str:
         text = f"waiting for {name} for {since:.0f}s ({loop.get('last_error', '')[:160]})"
     else:
         text = f"{sink.get('trajectories', 0)} trajectories landed"
+        if sink.get("decision_points"):
+            text = f"{sink['decision_points']} decision points of {text}"
+    if cache := sink.get("cache"):  # the Milvus sinks: texts found in the embedder's cache
+        text += f"; {cache['hits']} of {cache['hits'] + cache['misses']} texts from the cache"
     if loop.get("poison"):
         text += f"; {loop['poison']} records dead-lettered by the store"
     if sink.get("restarts"):
@@ -273,10 +308,19 @@ def status(settings: Settings, with_lag: bool = True) -> list[PartStatus]:
         out.append(PartStatus(part.name, pid, None, f"{detail}; API {url}" if health else
                               f"{detail}; API not answering" if pid else detail))  # fmt: skip
         sinks = health.get("sinks", {})
-        for sink, store, group, topics in (
-            ("clickhouse", "ClickHouse", part.group(settings), part.topics),
-            ("milvus", "Milvus", settings.consumer_group(MILVUS_SINK_GROUP), (SCORED,)),
-        ):
+        for sink, row, store, group, topics in (
+            ("clickhouse", "clickhouse sink", "ClickHouse", part.group(settings), part.topics),
+            ("milvus", "milvus trajectories", "Milvus", settings.consumer_group(MILVUS_TRAJECTORY_GROUP), (SCORED,)),
+            ("milvus_decisions", "milvus decisions", "Milvus", settings.consumer_group(MILVUS_DECISION_GROUP),
+             (SCORED,)),
+        ):  # fmt: skip
             detail = _sink_detail(store, sinks[sink]) if sink in sinks else "-"
-            out.append(PartStatus(f"  {sink} sink", None, lag(group, topics), detail))
+            if sink != "milvus_decisions":
+                out.append(PartStatus(f"  {row}", None, lag(group, topics), detail))
+                continue
+            # The decision points' backlog also as time: how long its oldest record has waited.
+            backlog = group_backlog(settings, group, topics, oldest=True) if with_lag else None
+            if backlog is not None and backlog.oldest_ms is not None:
+                detail += f"; oldest waiting {max(0.0, time.time() - backlog.oldest_ms / 1000):.0f}s"
+            out.append(PartStatus(f"  {row}", None, backlog.records if backlog else None, detail))
     return out

@@ -138,9 +138,32 @@ class Settings(BaseSettings):
         default=10,
         ge=0,
         le=19,
-        description="Nice value of the Milvus sink's embedding thread: it yields the CPU to the ClickHouse path.",
+        description="Nice value of the Milvus trajectory sink's embedding thread: it yields the CPU to the "
+        "ClickHouse path.",
     )
+    embed_backlog_nice: int = Field(
+        default=19, ge=0, le=19, description="Nice value of the decision-point sink's embedding thread: its "
+        "backlog yields the CPU to the trajectory vectors recall needs first.",
+    )  # fmt: skip
+    embed_cache_entries: int = Field(
+        default=10_000, ge=0, description="Vectors kept by text hash (about 1.5 KiB each): a repeated text is "
+        "embedded once.",
+    )  # fmt: skip
+    embed_runtime: Literal["torch", "onnx"] = Field(
+        default="torch", description="torch: the packaged fp32 PyTorch model; onnx: the same weights exported "
+        "to ONNX Runtime at first use (needs onnxruntime).",
+    )  # fmt: skip
+    embed_export_dir: Path | None = Field(
+        default=None, description="Where the onnx runtime's model, exported from the packaged weights at first "
+        "use, is kept (default: ~/.cache/trajstream/embedding).",
+    )  # fmt: skip
     milvus_batch_seconds: float = Field(default=0.2, gt=0, description="Longest wait to fill a Milvus sink batch.")
+    milvus_trajectory_batch_rows: int = Field(
+        default=64, ge=1, description="Records per Milvus trajectory batch: small, so a batch is searchable soon."
+    )
+    milvus_decision_batch_rows: int = Field(
+        default=256, ge=1, description="Records per Milvus decision-point batch (each brings 4-5 texts)."
+    )
     sink_retry_attempts: int = Field(default=5, ge=1, description="Tries of a failed insert before giving up.")
     sink_retry_backoff_s: float = Field(default=0.5, gt=0, description="First back-off; doubles per try.")
     sink_retry_max_backoff_s: float = Field(default=10.0, gt=0, description="Longest back-off between tries.")

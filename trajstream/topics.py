@@ -42,7 +42,11 @@ OTLP_SPANS_TOPIC = "otlp.spans"
 STREAMS_APP = "streams"
 ENRICHMENT_GROUP = "enrichment"
 CLICKHOUSE_SINK_GROUP = "sink-clickhouse"
-MILVUS_SINK_GROUP = "sink-milvus"
+# Two Milvus sinks read the scored topic, each in its own group, so Kafka's lag of each is its own backlog:
+# trajectory vectors (the group keeps the name of the one Milvus sink before the split, so an existing
+# pipeline does not embed its trajectories again) and decision points.
+MILVUS_TRAJECTORY_GROUP = "sink-milvus"
+MILVUS_DECISION_GROUP = "sink-milvus-decisions"
 
 
 def trainer_group(model_name: str) -> str:

@@ -24,7 +24,13 @@ from trajstream.parts import PARTS
 from trajstream.pipeline import status
 from trajstream.reader import topic_partitions
 from trajstream.settings import Settings
-from trajstream.topics import CLICKHOUSE_SINK_GROUP, EVENTS_TOPIC, MILVUS_SINK_GROUP, SCORED
+from trajstream.topics import (
+    CLICKHOUSE_SINK_GROUP,
+    EVENTS_TOPIC,
+    MILVUS_DECISION_GROUP,
+    MILVUS_TRAJECTORY_GROUP,
+    SCORED,
+)
 
 log = logging.getLogger(__name__)
 SAMPLE_EVERY_S = 5.0
@@ -34,7 +40,8 @@ KEEP_S = 3 * 3600
 def consumer_groups(settings: Settings) -> list[tuple[str, tuple[str, ...]]]:
     """Every consumer group of the pipeline with the topics it reads."""
     groups = [(part.group(settings), part.topics) for part in PARTS if part.topics]
-    groups.append((settings.consumer_group(MILVUS_SINK_GROUP), (SCORED,)))
+    milvus = (MILVUS_TRAJECTORY_GROUP, MILVUS_DECISION_GROUP)  # two sinks, one group each
+    groups += [(settings.consumer_group(group), (SCORED,)) for group in milvus]
     return groups
 
 

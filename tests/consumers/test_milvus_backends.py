@@ -17,7 +17,7 @@ from aiokafka.structs import ConsumerRecord
 
 from tests.consumers.conftest import MilvusOf
 from trajstream.consumers.embedding import Embedder
-from trajstream.consumers.milvus_sink import MilvusSink
+from trajstream.consumers.milvus_sink import TrajectorySink
 from trajstream.consumers.milvus_store import (
     DECISIONS,
     TRAJECTORIES,
@@ -103,8 +103,7 @@ def test_landed_trajectories_are_found_by_recall_with_filters_and_a_new_version_
         ("Book a flight from Paris to Rome", "success", "agent-b"),
     ])  # fmt: skip
     refund_ok, refund_bad, flight = scored
-    sink = MilvusSink(settings, client, embedder, codec)
-    sink.land([_record(v, n) for n, v in enumerate(scored.values())])
+    TrajectorySink(settings, client, embedder, codec).land([_record(v, n) for n, v in enumerate(scored.values())])
     recall = Recall(settings, client, clickhouse=None, embedder=embedder)
 
     def similar(**filters: Any) -> list[str]:
@@ -134,7 +133,7 @@ def test_a_released_collection_is_loaded_again_by_recall(
     settings = _settings(milvus_of, tmp_path)
     client = connect(settings)
     scored = _scored(settings, codec, [("Reset the password for user alice", "success", "agent-a")])
-    MilvusSink(settings, client, embedder, codec).land([_record(v, 0) for v in scored.values()])
+    TrajectorySink(settings, client, embedder, codec).land([_record(v, 0) for v in scored.values()])
     recall = Recall(settings, client, clickhouse=None, embedder=embedder)
     _eventually(lambda: len(recall.similar("reset a password", 1)) == 1, "the trajectory searchable")
     client.release_collection(TRAJECTORIES)

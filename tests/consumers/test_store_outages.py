@@ -25,7 +25,7 @@ from tests.support.env import free_port
 from tests.support.streams import publish
 from trajstream.consumers.data_worker import serve
 from trajstream.consumers.embedding import Embedder
-from trajstream.consumers.milvus_sink import MilvusSink
+from trajstream.consumers.milvus_sink import TrajectorySink
 from trajstream.consumers.milvus_store import TRAJECTORIES, connect, ensure_collections, index_type, search_params
 from trajstream.data_api import api_headers
 from trajstream.milvus_server import LocalMilvus
@@ -143,7 +143,7 @@ async def test_a_milvus_server_killed_under_load_and_started_again_loses_no_traj
     client = connect(settings)
     ensure_collections(client, settings)
     embedder = Embedder()
-    sink = MilvusSink(settings, client, embedder, codec)
+    sink = TrajectorySink(settings, client, embedder, codec)
     stop = asyncio.Event()
     task = asyncio.create_task(sink.run(stop))
     try:
@@ -213,11 +213,13 @@ async def test_a_data_worker_whose_milvus_is_down_still_lands_in_clickhouse_and_
                 "/sql", json={"query": f"SELECT count() FROM {settings.clickhouse_database}.trajectories"}
             )
             assert sql.json()["result"]["rows"] == [[len(scored)]]
-            # `trajstream status` (this process plays the data worker): the Milvus sink's lag, and why.
+            # `trajstream status` (this process plays the data worker): the Milvus sinks' lag, and why.
             pid_file(settings, "data").parent.mkdir(parents=True, exist_ok=True)
             pid_file(settings, "data").write_text(str(os.getpid()))
             rows = {r.name.strip(): r for r in await asyncio.to_thread(status, settings)}
-            assert rows["milvus sink"].lag == len(scored) and "Milvus not open" in rows["milvus sink"].detail
+            for sink in ("milvus trajectories", "milvus decisions"):  # each Milvus sink's own group
+                assert rows[sink].lag == len(scored) and "Milvus not open" in rows[sink].detail
+            assert "oldest waiting" in rows["milvus decisions"].detail
             assert rows["clickhouse sink"].lag == 0
             assert f"{len(scored)} trajectories landed" in rows["clickhouse sink"].detail
 
@@ -230,10 +232,11 @@ async def test_a_data_worker_whose_milvus_is_down_still_lands_in_clickhouse_and_
             assert (await http.get("/health")).json()["status"] == "ok"
             for _ in range(100):  # the commit follows the upsert
                 rows = {r.name.strip(): r for r in await asyncio.to_thread(status, settings)}
-                if rows["milvus sink"].lag == 0:
+                if rows["milvus trajectories"].lag == rows["milvus decisions"].lag == 0:
                     break
                 await asyncio.sleep(0.2)
-            assert rows["milvus sink"].lag == 0 and "trajectories landed" in rows["milvus sink"].detail
+            assert rows["milvus trajectories"].lag == 0 and "trajectories landed" in rows["milvus trajectories"].detail
+            assert rows["milvus decisions"].lag == 0 and "decision points of" in rows["milvus decisions"].detail
             assert (await http.post("/recall", json={"query": "refund a damaged order"})).status_code == 200
     finally:
         stop.set()

@@ -99,7 +99,7 @@ def _wait_landed(url: str, expected: int, timeout_s: float = 120) -> dict[str, A
     while time.monotonic() < deadline:
         health = httpx.get(url + "/health", timeout=10).json()
         sinks = health["sinks"]
-        if sinks["clickhouse"]["trajectories"] >= expected and sinks["milvus"]["trajectories"] >= expected:
+        if min(sinks[name]["trajectories"] for name in ("clickhouse", "milvus", "milvus_decisions")) >= expected:
             return health
         time.sleep(0.5)
     raise AssertionError(f"not landed in {timeout_s}s: {health}")
@@ -116,7 +116,7 @@ def test_emitted_trajectories_reach_clickhouse_and_milvus_and_recall_finds_them(
     rows = _post(url, "/sql", {"query": f"SELECT count(), uniqExact(trajectory_id) FROM {db}.trajectories"})["rows"]
     letters = _post(url, "/sql", {"query": f"SELECT count() FROM {db}.dead_letters"})["rows"][0][0]
     assert rows[0] == [emitted, emitted] and letters == 0  # emitted - dead letters, one version each
-    assert health["sinks"]["milvus"]["decision_points"] >= emitted
+    assert health["sinks"]["milvus_decisions"]["decision_points"] >= emitted
     # Read-only means read-only.
     refused = httpx.post(url + "/sql", json={"query": f"DROP TABLE {db}.turns"}, headers=API_HEADERS, timeout=10)
     assert refused.status_code == 400

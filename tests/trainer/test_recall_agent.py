@@ -20,7 +20,7 @@ from aiokafka.structs import ConsumerRecord
 from tests.support.env import free_port
 from trajstream.consumers.api import build_app
 from trajstream.consumers.embedding import Embedder
-from trajstream.consumers.milvus_sink import MilvusSink
+from trajstream.consumers.milvus_sink import DecisionSink, TrajectorySink
 from trajstream.consumers.milvus_store import connect
 from trajstream.consumers.recall import Prediction, Recall
 from trajstream.data_api import api_headers
@@ -65,9 +65,11 @@ def corpus(tmp_path_factory: pytest.TempPathFactory, codec: EventCodec) -> Itera
                 scored += pipeline.run(_events(codec, agent, REFUND, answer, answer == winner))
     client = connect(settings)
     embedder = Embedder()
-    sink = MilvusSink(settings, client, embedder, codec)
-    sink.land([ConsumerRecord("scored", 0, n, 0, 0, None, value, None, 0, len(value), ()) for n, value in
-               enumerate(scored)])  # fmt: skip
+    records = [ConsumerRecord("scored", 0, n, 0, 0, None, value, None, 0, len(value), ()) for n, value in
+               enumerate(scored)]  # fmt: skip
+    TrajectorySink(settings, client, embedder, codec).land(records)
+    sink = DecisionSink(settings, client, embedder, codec)
+    sink.land(records)
     assert sink.stats.decision_points == len(scored) == 4 * NEIGHBOURS
     yield settings, client, embedder
     client.close()
