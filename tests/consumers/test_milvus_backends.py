@@ -103,7 +103,8 @@ def test_landed_trajectories_are_found_by_recall_with_filters_and_a_new_version_
         ("Book a flight from Paris to Rome", "success", "agent-b"),
     ])  # fmt: skip
     refund_ok, refund_bad, flight = scored
-    TrajectorySink(settings, client, embedder, codec).land([_record(v, n) for n, v in enumerate(scored.values())])
+    sink = TrajectorySink(settings, client, embedder, codec)
+    sink.land([_record(v, n) for n, v in enumerate(scored.values())])
     recall = Recall(settings, client, clickhouse=None, embedder=embedder)
 
     def similar(**filters: Any) -> list[str]:
