@@ -3,7 +3,7 @@
     python benchmarks/recall_quality.py [--paraphrases 4] [--backends lite,server]
 
 recall@5 of the same task on a generated, labelled set of paraphrased requests (benchmarks/labelled_recall.py:
-26 tasks of six kinds, each written 4 ways, deterministic): one paraphrase of each task is landed as a
+20 tasks of six kinds, each written 4 ways, deterministic): one paraphrase of each task is landed as a
 trajectory through the real code path (scored in process by the streams code, embedded and upserted by the
 Milvus sink), and every other paraphrase is asked through `Recall.similar` (any outcome, k=5); a hit is the
 task's own trajectory among the five. On milvus-lite and on the local Milvus 2.3.5 server, each from empty.
