@@ -10,6 +10,7 @@ from typing import Any
 
 from trajstream.consumers.embedding import Embedder
 from trajstream.consumers.milvus_store import DECISIONS, TRAJECTORIES, index_type, loaded, quote, search_params
+from trajstream.consumers.query_threads import single_thread
 from trajstream.consumers.summaries import decision_text, state_text
 from trajstream.content import clip, render_call
 from trajstream.errors import TrajstreamError
@@ -62,6 +63,11 @@ class Recall:
         self.db = settings.clickhouse_database
         self._index_types: dict[str, str] = {}  # what each collection's search asks depends on its index
 
+    def _embed(self, text: str) -> list[float]:
+        """A query's vector, embedded in the calling thread on one core (``query_threads``)."""
+        with single_thread():
+            return self.embedder.encode_one(text)
+
     def _search(
         self, collection: str, vector: list[float], k: int, expr: str, fields: list[str]
     ) -> list[dict[str, Any]]:
@@ -80,12 +86,12 @@ class Recall:
             raise RecallError("the query is empty")
         fields = ["trajectory_id", "version", "task", "outcome", "reward", "domain", "agent_id"]
         expression = filter_expression(filters, default_outcome)
-        return self._search(TRAJECTORIES, self.embedder.encode_one(f"task: {query}"), k, expression, fields)
+        return self._search(TRAJECTORIES, self._embed(f"task: {query}"), k, expression, fields)
 
     def recall(self, query: str, k: int = 3, filters: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Similar past trajectories (successful ones unless filters say otherwise), as few-shot messages."""
         hits = self.similar(query, k, filters)
-        steps = self._steps([h["trajectory_id"] for h in hits])
+        steps = self._steps(hits)
         messages: list[dict[str, str]] = []
         for h in hits:
             lines = steps.get(h["trajectory_id"], [])
@@ -95,31 +101,30 @@ class Recall:
                                                              f"{h['reward']:.2f}):\n{body}"})  # fmt: skip
         return {"trajectories": hits, "messages": messages}
 
-    def _steps(self, ids: list[str]) -> dict[str, list[str]]:
-        """Per trajectory, what its assistant did, in order, from ClickHouse (tool calls and replies).
+    def _steps(self, hits: list[dict[str, Any]]) -> dict[str, list[str]]:
+        """Per hit trajectory, what its assistant did, in order, from ClickHouse (tool calls and replies).
 
-        Rows hold a call as its name and arguments, not as a content record: ``render_call`` and ``clip``
-        give them the notation of the rest of the project without rebuilding one.
+        One query, on ``messages`` alone: a call's status is its response's (the ``tool_calls`` row holds the
+        same), read from the response's content; a call without one is unanswered. The hits' agents narrow
+        the read by the table's sort key (agent_id first). Rows hold a call as its name and arguments, not as
+        a content record: ``render_call`` and ``clip`` give them the notation of the rest of the project.
         """
-        if not ids:
+        if not hits:
             return {}
         rows = self.clickhouse.query(
-            f"SELECT trajectory_id, turn_index, seq, kind, tool_name, text, call_id FROM {self.db}.messages "
-            "WHERE trajectory_id IN {ids:Array(String)} AND (role = 'assistant' OR kind = 'tool_response') "
+            "SELECT trajectory_id, kind, tool_name, text, call_id, "
+            "if(kind = 'tool_response', JSONExtractString(content, 'status'), '') "
+            f"FROM {self.db}.messages WHERE agent_id IN {{agents:Array(String)}} "
+            "AND trajectory_id IN {ids:Array(String)} AND (role = 'assistant' OR kind = 'tool_response') "
             "ORDER BY trajectory_id, turn_index, seq",
-            parameters={"ids": ids},
+            parameters={"ids": [h["trajectory_id"] for h in hits], "agents": sorted({h["agent_id"] for h in hits})},
         ).result_rows
-        calls = self.clickhouse.query(
-            f"SELECT trajectory_id, call_id, status FROM {self.db}.tool_calls "
-            "WHERE trajectory_id IN {ids:Array(String)}",
-            parameters={"ids": ids},
-        ).result_rows
-        status = {(r[0], r[1]): r[2] for r in calls}
+        status = {(tid, call_id): state for tid, kind, _, _, call_id, state in rows if kind == "tool_response"}
         out: dict[str, list[str]] = defaultdict(list)
-        for tid, _, _, kind, tool, text, call_id in rows:
+        for tid, kind, tool, text, call_id, _ in rows:
             if kind == "tool_call":
                 call = render_call(tool, text, _MAX_CALL_CHARS)
-                out[tid].append(f"{call} → {status.get((tid, call_id), 'no result')}")
+                out[tid].append(f"{call} → {status.get((tid, call_id), 'unanswered')}")
             elif kind == "text":
                 out[tid].append(f"reply: {clip(text, _MAX_REPLY_CHARS)}")
         return out
@@ -128,7 +133,7 @@ class Recall:
     def predict_outcome(self, state: str, action: str, k: int = 20,
                         filters: Mapping[str, Any] | None = None) -> Prediction:  # fmt: skip
         """Success estimated from the decision points most similar to (state, action)."""
-        vector = self.embedder.encode_one(decision_text(state_text(state, []), action))
+        vector = self._embed(decision_text(state_text(state, []), action))
         fields = ["trajectory_id", "step_index", "tool", "action", "outcome", "reward"]
         hits = self._search(DECISIONS, vector, k, filter_expression(filters, default_outcome=None), fields)
         weighted = [(max(h["similarity"], 0.0) ** 4, h) for h in hits]  # sharpen: near cases decide
@@ -166,7 +171,7 @@ class Recall:
         self, context: str, k: int = 50, filters: Mapping[str, Any] | None = None
     ) -> list[dict[str, Any]]:
         """Tools ranked by their similarity-weighted success in similar situations, with what usually follows."""
-        vector = self.embedder.encode_one(state_text(context, []))
+        vector = self._embed(state_text(context, []))
         fields = ["tool", "outcome", "next_tools", "trajectory_id"]
         hits = self._search(DECISIONS, vector, k, filter_expression(filters, default_outcome=None), fields)
         by_tool: dict[str, list[dict[str, Any]]] = defaultdict(list)
