@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -268,6 +269,16 @@ def _sink_detail(name: str, sink: dict[str, Any]) -> str:
     return text
 
 
+def _listening(bootstrap: str, timeout_s: float = 0.5) -> bool:
+    """Whether something accepts connections at the first bootstrap address."""
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 def status(settings: Settings, with_lag: bool = True) -> list[PartStatus]:
     """One row per process (broker, supervisor, parts) and one per sink of the data worker (``with_lag``: each
     with its consumer group's lag, one Kafka client each: the console reads the lag per partition instead)."""
@@ -276,8 +287,9 @@ def status(settings: Settings, with_lag: bool = True) -> list[PartStatus]:
     if not settings.uses_external_kafka:
         broker = LocalBroker(settings).status()
         out.append(PartStatus("broker", broker.pid, None, "running" if broker.running else "not running"))
-        # no local broker, no lag to ask for: asking would only log the client's connection errors
-        with_lag = with_lag and broker.running
+    # No broker listening, no lag to ask for: the Kafka client would only log its connection errors. Whether
+    # one listens, not this home's pid file, decides: tests and other homes share a broker.
+    with_lag = with_lag and _listening(settings.bootstrap)
     if settings.runs_milvus_server:
         milvus = LocalMilvus(settings).status()
         shown = f"{milvus.detail}; {milvus.version} on {milvus.uri}" if milvus.running else milvus.detail

@@ -14,7 +14,7 @@ from trajstream.consumers.json_http import json_body, json_error, json_response
 from trajstream.corpus.console.filters import FieldError, corpus_filter, refuse_unknown, strings
 from trajstream.corpus.console.jobs import BusyError, Job, Jobs
 from trajstream.corpus.optimise.generate import make_report
-from trajstream.corpus.optimise.latest import KINDS, how_to_make, latest_report, new_report_dir
+from trajstream.corpus.optimise.latest import KINDS, Latest, how_to_make, latest_report, new_report_dir
 
 FILTERS = ("since", "until", "agent", "domain", "task_key")  # `trajstream optimise`'s filters
 OPTIONS = {"skills": ("skill",), "instructions": ("embedding",)}  # each kind's own fields
@@ -49,22 +49,22 @@ def add_report_routes(app: web.Application, context: RouteContext) -> None:
     async def listed(request: web.Request) -> web.Response:
         return json_response({"reports": [summary(k) for k in KINDS]})
 
-    async def latest_json(request: web.Request) -> web.Response:
+    def latest_of(request: web.Request) -> Latest | web.Response:
+        """The request's kind's latest report, or the 404 to answer (an unknown kind, or none made yet)."""
         kind = request.match_info["kind"]
         if kind not in KINDS:
             return unknown(kind)
         latest = latest_report(settings, kind)
-        if latest is None:
-            return json_error(f"no {kind} report yet: {how_to_make(kind)}", "not_found", 404)
-        return json_response(_read(latest.json_path))
+        return latest or json_error(f"no {kind} report yet: {how_to_make(kind)}", "not_found", 404)
+
+    async def latest_json(request: web.Request) -> web.Response:
+        latest = latest_of(request)
+        return latest if isinstance(latest, web.Response) else json_response(_read(latest.json_path))
 
     async def latest_markdown(request: web.Request) -> web.Response:
-        kind = request.match_info["kind"]
-        if kind not in KINDS:
-            return unknown(kind)
-        latest = latest_report(settings, kind)
-        if latest is None:
-            return json_error(f"no {kind} report yet: {how_to_make(kind)}", "not_found", 404)
+        latest = latest_of(request)
+        if isinstance(latest, web.Response):
+            return latest
         return web.Response(text=latest.markdown_path.read_text(encoding="utf-8"), content_type="text/markdown",
                             charset="utf-8")  # fmt: skip
 

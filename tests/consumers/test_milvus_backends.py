@@ -17,7 +17,7 @@ from aiokafka.structs import ConsumerRecord
 
 from tests.consumers.conftest import MilvusOf
 from trajstream.consumers.embedding import Embedder
-from trajstream.consumers.milvus_sink import TrajectorySink
+from trajstream.consumers.milvus_sink import DecisionSink, TrajectorySink
 from trajstream.consumers.milvus_store import (
     DECISIONS,
     TRAJECTORIES,
@@ -105,6 +105,7 @@ def test_landed_trajectories_are_found_by_recall_with_filters_and_a_new_version_
     refund_ok, refund_bad, flight = scored
     sink = TrajectorySink(settings, client, embedder, codec)
     sink.land([_record(v, n) for n, v in enumerate(scored.values())])
+    DecisionSink(settings, client, embedder, codec).land([_record(v, n) for n, v in enumerate(scored.values())])
     recall = Recall(settings, client, clickhouse=None, embedder=embedder)
 
     def similar(**filters: Any) -> list[str]:

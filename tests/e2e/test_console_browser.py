@@ -22,13 +22,13 @@ from typing import Any
 import httpx
 import pytest
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.support.browser import chromium
 from tests.support.env import env_for, free_port, trajstream_bin
 from tests.support.streams import publish
 from trajstream.settings import Settings
@@ -38,13 +38,6 @@ from trajstream_sdk.codec import SingleObjectCodec
 from trajstream_sdk.events import dead_letter_record, end_record
 
 pytestmark = pytest.mark.integration
-# Debian's packages (mk/browser.mk installs them): selenium is given both paths, so it downloads nothing.
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-# As the machine's notes say: without the background-networking flags Chromium tries Google's hosts, which
-# this machine refuses; the console itself must ask nothing of the network (its CSP says so too).
-FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1440,1000")  # fmt: skip
 PAGES = ("overview", "tools", "models", "trajectories", "deadletters", "pipeline", "trainer")
 LIVE_TARGET_S = 2.0
 
@@ -114,17 +107,8 @@ def emitted(pipeline: tuple[Settings, str], codec: SingleObjectCodec) -> dict[st
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium')}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)  # never a downloaded driver
-    try:
+    with chromium(tmp_path_factory.mktemp("chromium"), height=1000) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def _open(driver: webdriver.Chrome, url: str, route: str, theme: str | None = None) -> None:

@@ -22,12 +22,12 @@ import httpx
 import pytest
 from aiohttp import web
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.support.browser import chromium
 from tests.support.env import free_port
 from tests.support.optimise_corpus import land_planted
 from trajstream.consumers.api import build_app
@@ -38,10 +38,6 @@ from trajstream.corpus.optimise.planted import PlantedCorpus
 from trajstream.settings import Settings
 
 pytestmark = pytest.mark.integration
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1440,1400")  # fmt: skip
 
 
 def _no_recall() -> Any:
@@ -72,17 +68,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, chdb_dir: Path) -> Iterator
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium')}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)  # never a downloaded driver
-    try:
+    with chromium(tmp_path_factory.mktemp("chromium"), height=1400) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def _find(driver: webdriver.Chrome, css: str, timeout_s: float = 30) -> WebElement:
