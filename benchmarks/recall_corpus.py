@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from milvus_backends import free_port, wait_indexed
+from pydantic import SecretStr
 
 from trajstream.consumers.clickhouse_rows import COLUMNS
 from trajstream.consumers.embedding import Embedder
@@ -105,7 +106,7 @@ def build(base: Settings, size: int, backend: str, embedder: Embedder, clickhous
                                            "milvus_server_port": free_port()})  # fmt: skip
         server = LocalMilvus(settings)
         server.start()
-        settings = settings.model_copy(update={"milvus_uri": server.uri})
+        settings = settings.model_copy(update={"milvus_uri": server.uri, "milvus_token": SecretStr(server.token())})
     else:
         settings = base.model_copy(update={"home": home, "milvus_uri": str(home / "milvus.db")})
     milvus = connect(settings)

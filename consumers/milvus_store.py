@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from trajstream.consumers.embedding import DIM
 from trajstream.errors import TrajstreamError
-from trajstream.milvus_server import server_uri
+from trajstream.milvus_server import LocalMilvus, server_uri
 from trajstream.settings import Settings
 
 T = TypeVar("T")
@@ -43,6 +43,15 @@ def is_lite(settings: Settings) -> bool:
     return not uri(settings).startswith(_SERVER_SCHEMES)
 
 
+def token(settings: Settings) -> str:
+    """TRAJSTREAM_MILVUS_TOKEN, else the local server's generated root credentials, else none (milvus-lite)."""
+    if settings.milvus_token is not None:
+        return settings.milvus_token.get_secret_value()
+    if settings.runs_milvus_server:
+        return LocalMilvus(settings).token()
+    return ""
+
+
 def connect(settings: Settings) -> Any:
     from pymilvus import MilvusClient
 
@@ -52,14 +61,22 @@ def connect(settings: Settings) -> Any:
         # its in-process gRPC server would log a traceback each time.
         logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
     try:
-        return MilvusClient(target)
+        client = MilvusClient(target, token=token(settings))
+        if not is_lite(settings):
+            # A server may take the connection and refuse the first call: refused credentials show here.
+            client.list_collections()
+        return client
     except Exception as exc:
         hint = ""
         if is_lite(settings):
             hint = (" (milvus-lite allows one process per data directory: is `trajstream up` running? "
                     "query its HTTP API, or run `milvus-lite server` and set TRAJSTREAM_MILVUS_URI)")  # fmt: skip
         elif settings.runs_milvus_server:
-            hint = " (the local Milvus server: `trajstream up` or `trajstream milvus start` starts it)"
+            hint = (" (the local Milvus server: `trajstream up` or `trajstream milvus start` starts it; it takes "
+                    "the root password in TRAJSTREAM_HOME/milvus-server/root-password)")  # fmt: skip
+        else:
+            # pymilvus reports refused credentials as "illegal connection params or server unavailable".
+            hint = " (is it running, and does TRAJSTREAM_MILVUS_TOKEN hold its user:password or API key?)"
         raise MilvusError(f"cannot open Milvus at {target}: {exc}{hint}") from exc
 
 

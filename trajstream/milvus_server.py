@@ -9,7 +9,9 @@ Files:
 - ``~/.cache/trajstream/milvus-server-VERSION/bin``: the binaries, unpacked once per machine (~200 MB);
 - ``$TRAJSTREAM_HOME/milvus-server/``: ``data/`` (etcd, segments, the message queue), ``configs/``
   (rewritten at each start: the ports may differ, the data stays), ``logs/`` (Milvus' own logs),
-  ``milvus.log`` (its output), ``milvus.pid``, and ``ready`` (pid, address, version, once it answers).
+  ``milvus.log`` (its output), ``milvus.pid``, ``ready`` (pid, address, version, once it answers), and
+  ``root-password`` (mode 0600: generated when first asked for, set at the first start; every request
+  needs it) and ``root-password-set``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import hashlib
 import json
 import lzma
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -53,11 +56,18 @@ _CONFIG: dict[str, Any] = {
     # default) before it quits by itself. What it acknowledged is in its write-ahead log whatever the
     # stop (tests/consumers/test_store_outages.py kills it); `stop` flushes the collections first.
     "common.gracefulStopTimeout": 5,
+    # Every request must carry the root user's credentials (generated at the first start): 2.3.5 listens on
+    # every interface and has no setting to bind loopback alone (docs/milvus.md).
+    "common.security.authorizationEnabled": True,
     # Per-request chatter hides what matters in milvus.log (as the broker's log4j2 settings).
     "log.level": "warn",
     "log.file.maxSize": 100,
     "log.file.maxBackups": 2,
 }
+
+
+# Root's password until it is changed (2.3.5 has no setting for another): replaced at the first start.
+_DEFAULT_ROOT = ("root", "Milvus")
 
 
 class MilvusServerError(TrajstreamError):
@@ -161,8 +171,39 @@ class LocalMilvus:
         self.ready_file = self.state_dir / "ready"
         self.log_file = self.state_dir / "milvus.log"
         self.etcd_config = self.state_dir / "configs" / "embed-etcd.yaml"
+        self.password_file = self.state_dir / "root-password"
         self.alias = "trajstream-" + hashlib.sha1(str(self.state_dir).encode()).hexdigest()[:12]
         self.uri = server_uri(settings)
+
+    def token(self) -> str:
+        """The root user's credentials as pymilvus takes them (``user:password``). The password is generated
+        the first time it is asked for (a client may be set up before the server's first start); the server
+        takes it at its first start."""
+        if not self.password_file.exists():
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            _create_private(self.password_file, secrets.token_urlsafe(24))
+        return "root:" + self.password_file.read_text().strip()
+
+    def _secure_root(self, timeout_s: float) -> None:
+        """At the first start: root's default password replaced by the generated one. ``root-password-set``
+        marks it done; until then each start tries the generated password first (a start killed after the
+        change) and the default second."""
+        done = self.state_dir / "root-password-set"
+        if done.exists():
+            return
+        token = self.token()
+        try:
+            _describe(self.uri, token, timeout_s)
+        except Exception:
+            from pymilvus import MilvusClient
+
+            user, default = _DEFAULT_ROOT
+            client = MilvusClient(self.uri, token=f"{user}:{default}", timeout=timeout_s)
+            try:
+                client.update_password(user, default, token.split(":", 1)[1], timeout=timeout_s)
+            finally:
+                client.close()
+        done.touch()
 
     # --- process -------------------------------------------------------------------------
     def pid(self) -> int | None:
@@ -303,8 +344,11 @@ class LocalMilvus:
                     with urllib.request.urlopen(f"http://{HOST}:{health_port}/healthz", timeout=5) as answer:
                         if b"OK" not in answer.read():
                             raise MilvusServerError("/healthz is not OK yet")
-                version, _ = _describe(self.uri, timeout_s=5.0)
-                if loading := _loading(self.uri, timeout_s=5.0):  # ready is searchable, not only answering
+                self._secure_root(timeout_s=5.0)
+                version, _ = _describe(self.uri, self.token(), timeout_s=5.0)
+                if loading := _loading(
+                    self.uri, self.token(), timeout_s=5.0
+                ):  # ready is searchable, not only answering
                     raise MilvusServerError(f"still loading {', '.join(loading)}")
             except Exception as exc:  # not ready yet: connection refused, coordinators still starting, ...
                 last_error = f"{type(exc).__name__}: {exc}"
@@ -339,7 +383,7 @@ class LocalMilvus:
                 self.pid_file.unlink(missing_ok=True)
                 return False
             try:
-                _flush(self.uri, timeout_s=min(timeout_s, 30.0))
+                _flush(self.uri, self.token(), timeout_s=min(timeout_s, 30.0))
             except Exception as exc:  # it may not answer (that is why it is stopped): stop it all the same
                 self.progress(f"milvus: no flush before the stop ({str(exc)[:200]})")
             self.ready_file.unlink(missing_ok=True)
@@ -360,7 +404,7 @@ class LocalMilvus:
         if self._ready_mark().get("pid") != pid:
             return MilvusServerStatus(False, self.uri, pid, detail="starting")
         try:
-            version, collections = _describe(self.uri, timeout_s=5.0)
+            version, collections = _describe(self.uri, self.token(), timeout_s=5.0)
         except Exception as exc:
             return MilvusServerStatus(False, self.uri, pid, detail=f"not answering: {str(exc)[:200]}")
         return MilvusServerStatus(True, self.uri, pid, version, collections, "ready")
@@ -375,29 +419,45 @@ class LocalMilvus:
         return "\n".join(tail[-lines:])
 
 
-def _describe(uri: str, timeout_s: float) -> tuple[str, int]:
+def _create_private(path: Path, text: str) -> None:
+    """``path`` created with ``text``, readable by its owner alone whatever the umask, unless it exists: written
+    whole to a temporary file, then linked into place (several processes may race to create it; one wins)."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
+    finally:
+        os.unlink(temporary)
+
+
+def _describe(uri: str, token: str, timeout_s: float) -> tuple[str, int]:
     """The server's version and how many collections it has: it answers requests, not only /healthz."""
     from pymilvus import MilvusClient
 
-    client = MilvusClient(uri, timeout=timeout_s)
+    client = MilvusClient(uri, token=token, timeout=timeout_s)
     try:
         return str(client.get_server_version(timeout=timeout_s)), len(client.list_collections(timeout=timeout_s))
     finally:
         client.close()
 
 
-def _collections(uri: str, timeout_s: float) -> Iterator[tuple[Any, str]]:
+def _collections(uri: str, token: str, timeout_s: float) -> Iterator[tuple[Any, str]]:
     """(a client of its database, name) for every collection of every database. A client per database:
     2.3.5 lacks DescribeDatabase, which pymilvus' use_database calls."""
     from pymilvus import MilvusClient
 
-    admin = MilvusClient(uri, timeout=timeout_s)
+    admin = MilvusClient(uri, token=token, timeout=timeout_s)
     try:
         databases = admin.list_databases(timeout=timeout_s)
     finally:
         admin.close()
     for database in databases:
-        client = MilvusClient(f"{uri}/{database}", timeout=timeout_s)
+        client = MilvusClient(f"{uri}/{database}", token=token, timeout=timeout_s)
         try:
             for collection in client.list_collections(timeout=timeout_s):
                 yield client, collection
@@ -405,13 +465,13 @@ def _collections(uri: str, timeout_s: float) -> Iterator[tuple[Any, str]]:
             client.close()
 
 
-def _flush(uri: str, timeout_s: float) -> None:
+def _flush(uri: str, token: str, timeout_s: float) -> None:
     """Flush every collection: their growing segments sealed and written to disk."""
-    for client, collection in _collections(uri, timeout_s):
+    for client, collection in _collections(uri, token, timeout_s):
         client.flush(collection, timeout=timeout_s)
 
 
-def _loading(uri: str, timeout_s: float) -> list[str]:
+def _loading(uri: str, token: str, timeout_s: float) -> list[str]:
     """The collections a restarted server is still loading (it loads again what was loaded, in the background)."""
-    return [name for client, name in _collections(uri, timeout_s)
+    return [name for client, name in _collections(uri, token, timeout_s)
             if "Loading" in str(client.get_load_state(name, timeout=timeout_s).get("state"))]  # fmt: skip

@@ -178,6 +178,11 @@ class Settings(BaseSettings):
         "`trajstream up` starts (TRAJSTREAM_HOME/milvus-server), or milvus-lite in-process (HOME/milvus.db). "
         "docs/milvus.md has the measurements behind the default.",
     )
+    milvus_token: SecretStr | None = Field(
+        default=None,
+        description="Credentials for the Milvus server at milvus_uri (user:password, or an API key). "
+        "The local server's root password is generated at its first start (TRAJSTREAM_HOME/milvus-server).",
+    )
     milvus_server_port: int = Field(default=19530, ge=1, le=65535, description="The local Milvus server's port.")
     milvus_server_start_timeout_s: float = Field(default=120.0, gt=0, description="How long `up` waits for it.")
     milvus_hnsw_m: int = Field(default=16, ge=2, le=2048, description="HNSW graph degree (Milvus servers).")

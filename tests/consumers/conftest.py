@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from tests.support.env import free_port
 from trajstream.milvus_server import LocalMilvus
@@ -41,7 +42,10 @@ def milvus_of(request: pytest.FixtureRequest, tmp_path: Path) -> MilvusOf:
     from pymilvus import MilvusClient
 
     database = f"t{uuid.uuid4().hex[:10]}"  # the collections' names are fixed: a database keeps tests apart
-    admin = MilvusClient(server.uri)
+    admin = MilvusClient(server.uri, token=server.token())
     admin.create_database(database)
     admin.close()
-    return lambda settings: settings.model_copy(update={"milvus_uri": f"{server.uri}/{database}"})
+    token = SecretStr(server.token())
+    return lambda settings: settings.model_copy(
+        update={"milvus_uri": f"{server.uri}/{database}", "milvus_token": token}
+    )

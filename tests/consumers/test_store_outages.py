@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from tests.support.env import free_port
 from tests.support.streams import publish
@@ -67,6 +68,9 @@ class MilvusServer:
                     raise AssertionError("milvus-lite server did not start:\n" + self.log.read_text()[-2000:]) from None
                 time.sleep(0.2)
 
+    def token(self) -> str:
+        return ""  # milvus-lite's server takes no credentials
+
     def kill(self) -> None:
         assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGKILL)
@@ -87,6 +91,9 @@ class StandaloneServer:
 
     def start(self) -> None:
         self.server.start()
+
+    def token(self) -> str:
+        return self.server.token()
 
     def kill(self) -> None:
         assert self.server.kill() is not None, "no Milvus server was running to kill"
@@ -136,6 +143,7 @@ async def test_a_milvus_server_killed_under_load_and_started_again_loses_no_traj
 ) -> None:
     milvus_server.start()
     settings = topics.model_copy(update={"milvus_uri": milvus_server.uri, "sink_batch_rows": 8,
+                                         "milvus_token": SecretStr(milvus_server.token()),
                                          "milvus_batch_seconds": 0.1, "sink_retry_attempts": 2,
                                          "sink_retry_backoff_s": 0.2, "sink_retry_max_backoff_s": 1.0})  # fmt: skip
     scored = await asyncio.to_thread(_scored, settings, codec, 48)
@@ -178,6 +186,7 @@ async def test_a_data_worker_whose_milvus_is_down_still_lands_in_clickhouse_and_
     # In this process, so on the session's chDB directory (chDB opens one per process), a database of its own.
     settings = topics.model_copy(update={
         "home": tmp_path / "home", "milvus_uri": milvus_server.uri, "api_port": free_port(),
+        "milvus_token": SecretStr(milvus_server.token()),
         "clickhouse_dsn": f"chdb://{chdb_dir}", "clickhouse_database": f"t{uuid.uuid4().hex[:10]}",
         "store_open_grace_s": 3.0,
         "sink_retry_backoff_s": 0.2, "sink_retry_max_backoff_s": 1.0,

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import subprocess
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from tests.support.env import env_for, free_port, trajstream_bin
+from trajstream.consumers.milvus_store import MilvusError, connect
 from trajstream.milvus_server import LocalMilvus, MilvusServerError
 from trajstream.pipeline import down, status
 from trajstream.settings import Settings
@@ -23,10 +26,10 @@ def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
                           timeout=300)  # fmt: skip
 
 
-def _rows(uri: str) -> list[str]:
+def _rows(uri: str, token: str) -> list[str]:
     from pymilvus import MilvusClient
 
-    client = MilvusClient(uri)
+    client = MilvusClient(uri, token=token)
     try:
         if not client.has_collection("kept"):
             return []
@@ -37,10 +40,10 @@ def _rows(uri: str) -> list[str]:
         client.close()
 
 
-def _write(uri: str, ids: list[str]) -> None:
+def _write(uri: str, token: str, ids: list[str]) -> None:
     from pymilvus import MilvusClient
 
-    client = MilvusClient(uri)
+    client = MilvusClient(uri, token=token)
     try:
         client.create_collection("kept", dimension=4, id_type="string", max_length=64, metric_type="COSINE")
         client.upsert("kept", [{"id": i, "vector": [1.0, 0.5, 0.25, float(n)]} for n, i in enumerate(ids)])
@@ -62,8 +65,8 @@ def test_the_server_starts_shows_in_status_stops_and_starts_again_on_its_data(tm
         rows = {row.name: row for row in status(settings, with_lag=False)}
         assert rows["milvus"].pid == first
         assert rows["milvus"].detail.startswith("ready;") and server.uri in rows["milvus"].detail
-        _write(server.uri, ["a", "b", "c"])
-        assert _rows(server.uri) == ["a", "b", "c"]
+        _write(server.uri, server.token(), ["a", "b", "c"])
+        assert _rows(server.uri, server.token()) == ["a", "b", "c"]
 
         messages: list[str] = []
         down(settings, messages.append, timeout_s=30.0, stop_broker=False)  # nothing else runs: only Milvus
@@ -76,8 +79,35 @@ def test_the_server_starts_shows_in_status_stops_and_starts_again_on_its_data(tm
         again = _cli(settings, "milvus", "start")
         assert again.returncode == 0, again.stdout + again.stderr
         assert server.pid() not in (None, first)
-        assert _rows(server.uri) == ["a", "b", "c"]  # the same data
+        assert _rows(server.uri, server.token()) == ["a", "b", "c"]  # the same data, the same password
         assert _cli(settings, "milvus", "status").returncode == 0
+    finally:
+        server.stop()
+
+
+@pytest.mark.timeout(300)
+def test_the_server_refuses_requests_without_its_generated_root_password(tmp_path: Path) -> None:
+    """2.3.5 listens on every interface: a request must carry the password generated for this home."""
+    import grpc
+    from pymilvus import MilvusClient
+    from pymilvus.exceptions import MilvusException
+
+    server = LocalMilvus(Settings(home=tmp_path, milvus_server_port=free_port()))
+    server.start()
+    try:
+        assert stat.S_IMODE(server.password_file.stat().st_mode) == 0o600
+        assert server.token() != "root:Milvus" and len(server.token()) > 30
+        assert MilvusClient(server.uri, token=server.token()).list_collections() is not None
+        for token in ("", "root:Milvus", "root:wrong"):
+            # pymilvus' words for it: at the connection, or at the first call
+            with pytest.raises((MilvusException, grpc.RpcError), match=r"illegal connection params|auth check failure"):
+                MilvusClient(server.uri, token=token, timeout=10).list_collections()
+        wrong = Settings(home=tmp_path, milvus_uri=server.uri, milvus_token=SecretStr("root:wrong"))
+        with pytest.raises(MilvusError, match="TRAJSTREAM_MILVUS_TOKEN") as refused:
+            connect(wrong)
+        assert "root:wrong" not in str(refused.value)
+        secret = server.token().split(":", 1)[1]
+        assert secret not in server.logs(10_000)
     finally:
         server.stop()
 
