@@ -242,14 +242,18 @@ def embedding_capacity(base: Settings, trajectories: int = 64) -> tuple[float, f
 
 
 # --- 3. recall latency -----------------------------------------------------------------------------
+Stages = dict[str, list[float]]  # per stage of recall (embedding, search, hydration): ms per query
+
+
 def recall_latency(base: Settings, sizes: list[int], client: Any, backend: str,
-                   queries: int) -> list[tuple[int, list[float], list[float]]]:  # fmt: skip
+                   queries: int) -> list[tuple[int, list[float], list[float], Stages]]:  # fmt: skip
     """Per size: recall() through the whole call (the query embedded, searched, hydrated from ClickHouse), and
     a raw search of the same queries' precomputed vectors, same collection and parameters. Every query is a
-    new sentence: nothing about a query can be reused from an earlier one."""
+    new sentence: nothing about a query can be reused from an earlier one. Then the same queries again, each
+    stage timed on its own (where the whole call's time goes)."""
     import recall_corpus
 
-    embedder = Embedder(cache_entries=0)  # every query embedded, as a new query would be
+    embedder = Embedder(cache_entries=0, runtime=base.embed_runtime)  # every query embedded, as a new one would be
     texts = [f"I need to {kind} for client {n}" for n in range(-(-queries // len(recall_corpus.KINDS)))
              for kind in recall_corpus.KINDS][:queries]  # fmt: skip
     query_vectors = embedder.encode([f"task: {t}" for t in texts])
@@ -278,7 +282,19 @@ def recall_latency(base: Settings, sizes: list[int], client: Any, backend: str,
                                      output_fields=["trajectory_id", "task", "outcome", "reward"],
                                      search_params=params)  # fmt: skip
                 raw.append((time.perf_counter() - t0) * 1000)
-            results.append((size, ours, raw))
+            stages: Stages = {"embedding": [], "search": [], "hydration": []}
+            fields = ["trajectory_id", "version", "task", "outcome", "reward", "domain", "agent_id"]
+            for q in texts:
+                t0 = time.perf_counter()
+                vector = recall._embed(f"task: {q}")
+                t1 = time.perf_counter()
+                hits = recall._search(TRAJECTORIES, vector, 3, 'outcome == "success"', fields)
+                t2 = time.perf_counter()
+                recall._steps(hits)
+                t3 = time.perf_counter()
+                for stage, took in zip(stages, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+                    stages[stage].append(took * 1000)
+            results.append((size, ours, raw, stages))
         finally:
             corpus.close()
     return results
@@ -341,10 +357,16 @@ def main() -> None:
 
     if "recall" in run and args.recall_sizes:
         sizes = [int(s) for s in args.recall_sizes.split(",")]
-        for size, r_ours, r_raw in recall_latency(base, sizes, client, args.milvus, args.recall_queries):
+        for size, r_ours, r_raw, stages in recall_latency(base, sizes, client, args.milvus, args.recall_queries):
             print(f"recall at {size:,} ({args.milvus}, {len(r_ours)} queries): p50 {pct(r_ours, 50):.1f} ms, "
                   f"p99 {pct(r_ours, 99):.1f} ms (embedding, search, hydration); raw Milvus search p50 "
                   f"{pct(r_raw, 50):.1f} ms, p99 {pct(r_raw, 99):.1f} ms", flush=True)  # fmt: skip
+            print(
+                f"  by stage ({base.embed_runtime} embedding), p50 / p99: "
+                + "; ".join(
+                    f"{stage} {pct(times, 50):.1f} / {pct(times, 99):.1f} ms" for stage, times in stages.items()
+                )
+            )
             name = f"{size // 1_000_000}m" if size >= 1_000_000 else f"{size // 1000}k" if size >= 1000 else str(size)
             for q, p in (
                 ("p50", 50),

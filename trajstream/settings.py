@@ -150,8 +150,9 @@ class Settings(BaseSettings):
         "embedded once.",
     )  # fmt: skip
     embed_runtime: Literal["torch", "onnx"] = Field(
-        default="torch", description="torch: the packaged fp32 PyTorch model; onnx: the same weights exported "
-        "to ONNX Runtime at first use (needs onnxruntime).",
+        default="onnx", description="onnx: the packaged weights exported to ONNX Runtime at first use (a query "
+        "embeds in a third of torch's time; top-5 agreement 1.000 with it, docs/milvus.md); torch: the packaged "
+        "fp32 PyTorch model.",
     )  # fmt: skip
     embed_export_dir: Path | None = Field(
         default=None, description="Where the onnx runtime's model, exported from the packaged weights at first "

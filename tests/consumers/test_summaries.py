@@ -48,27 +48,27 @@ class _Rows:
 
 
 class _ClickHouse:
-    """Answers recall's two queries: the messages, then the tool calls' statuses."""
+    """Answers recall's one query with the given messages rows, as chDB would (in any order)."""
 
-    def __init__(self, messages: list[tuple[Any, ...]], calls: list[tuple[Any, ...]]):
-        self.answers = [_Rows(messages), _Rows(calls)]
+    def __init__(self, messages: list[tuple[Any, ...]]):
+        self.messages = messages
 
     def query(self, sql: str, parameters: dict[str, Any]) -> _Rows:
-        return self.answers.pop(0)
+        return _Rows(list(reversed(self.messages)))
 
 
 def test_recall_steps_use_the_same_notation() -> None:
     arguments = json.dumps({"order_id": 42}, indent=2)
-    messages = [
-        ("t-1", 1, 0, "tool_call", "issue_refund", arguments, "c1"),
-        ("t-1", 1, 1, "tool_response", "issue_refund", '{"ok":true}', "c1"),
-        ("t-1", 2, 0, "tool_call", "notify", "{}", "c2"),
-        ("t-1", 3, 0, "text", "", "All\n\ndone " + "x" * 400, ""),
-        ("t-1", 4, 0, "redacted", "", "[redacted: persist=false]", ""),
+    messages = [  # trajectory, turn, seq, role, kind, tool, text, call id, a response's status
+        ("t-1", 0, 0, "user", "text", "", "Refund order 42", "", ""),
+        ("t-1", 1, 0, "assistant", "tool_call", "issue_refund", arguments, "c1", ""),
+        ("t-1", 1, 1, "tool", "tool_response", "issue_refund", '{"ok":true}', "c1", "success"),
+        ("t-1", 2, 0, "assistant", "tool_call", "notify", "{}", "c2", ""),
+        ("t-1", 3, 0, "assistant", "text", "", "All\n\ndone " + "x" * 400, "", ""),
+        ("t-1", 4, 0, "assistant", "redacted", "", "[redacted: persist=false]", "", ""),
     ]
-    clickhouse = _ClickHouse(messages, [("t-1", "c1", "success")])
-    recall = Recall(Settings(), milvus=None, clickhouse=clickhouse, embedder=None)  # type: ignore[arg-type]
-    steps = recall._steps(["t-1"])["t-1"]
-    assert steps[:2] == ["issue_refund(order_id=42) → success", "notify() → no result"]
+    recall = Recall(Settings(), milvus=None, clickhouse=_ClickHouse(messages), embedder=None)  # type: ignore[arg-type]
+    steps = recall._steps([{"trajectory_id": "t-1", "agent_id": "a"}])["t-1"]
+    assert steps[:2] == ["issue_refund(order_id=42) → success", "notify() → unanswered"]
     assert steps[2].startswith("reply: All done xxx") and steps[2].endswith(" chars]") and len(steps[2]) <= 307
-    assert len(steps) == 3  # a redacted reply is left out, as before
+    assert len(steps) == 3  # the user's text and a redacted reply are left out
