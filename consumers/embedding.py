@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 Runtime = Literal["torch", "onnx"]
+Lane = Literal["fresh", "background"]
 
 DIM = 384
 MAX_TOKENS = 128
@@ -90,12 +91,15 @@ class _Lane:
 class Embedder:
     """Normalised 384-dimensional vectors; cosine similarity is their inner product. Loaded on first use.
 
-    ``encode`` runs in the calling thread (a recall's query). Bulk work around the model (a Milvus sink's
-    whole batch: rows, vectors, upserts) runs on one of two lanes, each its own thread at its own nice
-    value: ``in_fresh`` (nice ``fresh_nice``: the trajectory vectors recall needs first) and
-    ``in_background`` (nice ``background_nice``: the decision points' backlog, which yields the CPU to
-    the fresh vectors). On a machine shared with the rest of the pipeline, embedding would otherwise
-    take every core and the ClickHouse path behind it waits (measured: end event -> ClickHouse p99 4.9 s
+    ``encode`` runs the model in the calling thread (a recall's query), or with ``lane=`` on one of two
+    lanes, each its own thread at its own nice value: ``fresh`` (nice ``fresh_nice``: the trajectory vectors
+    recall needs first) and ``background`` (nice ``background_nice``: the decision points' backlog, which
+    yields the CPU to the fresh vectors). Only the model's call goes to the lane: the Python around it (a
+    sink's decoding, texts, upserts) holds the GIL, and a thread at nice 19 holding it stalls every thread of
+    the process (the ClickHouse sink, the API, the fresh lane) until the scheduler gives it a turn (measured:
+    with whole batches on the lanes, end event -> Milvus p50 17.7 s and -> ClickHouse p99 5.7 s at 50/s).
+    On a machine shared with the rest of the pipeline, embedding would otherwise take every core and the
+    ClickHouse path behind it waits (measured: end event -> ClickHouse p99 4.9 s
     with the sink at full priority, 1.3 s with no embedding at all). A lane's helper threads (torch's
     OpenMP team, ONNX Runtime's pool) are created by the lane's thread and inherit its nice value.
 
@@ -144,9 +148,11 @@ class Embedder:
                     self._encoder = TorchEncoder(self.device, self.batch_size)
             return self._encoder
 
-    def vectors(self, texts: Sequence[str], counts: CacheCounts | None = None) -> list[Vector]:
+    def vectors(
+        self, texts: Sequence[str], counts: CacheCounts | None = None, lane: Lane | None = None
+    ) -> list[Vector]:
         """One float32 vector per text; texts in the cache (or repeated in ``texts``) are embedded once.
-        ``counts`` (a caller's own) adds the hits and misses of this call."""
+        ``counts`` (a caller's own) adds the hits and misses of this call; ``lane`` runs the model there."""
         if not texts:
             return []
         found = self.cache.get(texts)
@@ -155,15 +161,21 @@ class Embedder:
             tally.hits += len(texts) - len(missing)
             tally.misses += len(missing)
         if missing:
-            pooled = threading.current_thread() in (self._fresh.thread, self._background.thread)
-            fresh = list(self._load().encode(missing, pooled=pooled))
+            encoder = self._load()
+            if lane is not None:
+                on = self._fresh if lane == "fresh" else self._background
+                fresh = list(on.run(lambda: encoder.encode(missing, pooled=True)))
+            else:
+                pooled = threading.current_thread() in (self._fresh.thread, self._background.thread)
+                fresh = list(encoder.encode(missing, pooled=pooled))
             self.cache.put(missing, fresh)
             new = dict(zip(missing, fresh, strict=True))
             found = [v if v is not None else new[t] for t, v in zip(texts, found, strict=True)]
         return [v for v in found if v is not None]
 
-    def encode(self, texts: Sequence[str], counts: CacheCounts | None = None) -> list[list[float]]:
-        return [v.tolist() for v in self.vectors(texts, counts)]
+    def encode(self, texts: Sequence[str], counts: CacheCounts | None = None,
+               lane: Lane | None = None) -> list[list[float]]:  # fmt: skip
+        return [v.tolist() for v in self.vectors(texts, counts, lane)]
 
     def encode_one(self, text: str) -> list[float]:
         return self.encode([text])[0]
@@ -179,11 +191,10 @@ class Embedder:
         return self.in_background(lambda: self.encode(texts))
 
     def in_background(self, work: Callable[[], T]) -> T:
-        """Run ``work`` (bulk work around the model: the decision points' batch) on the low-priority lane
-        (nice ``background_nice``); the caller waits for its result."""
+        """Run ``work`` on the low-priority lane (nice ``background_nice``); the caller waits for its result.
+        For work that leaves the GIL while it computes (the model's call): see the class' docstring."""
         return self._background.run(work)
 
     def in_fresh(self, work: Callable[[], T]) -> T:
-        """Run ``work`` (the trajectory vectors' batch) on the fresh lane (nice ``fresh_nice``); the caller
-        waits for its result."""
+        """Run ``work`` on the fresh lane (nice ``fresh_nice``); the caller waits for its result."""
         return self._fresh.run(work)

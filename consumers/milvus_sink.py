@@ -4,9 +4,11 @@ Recall needs the trajectory's vector first, and a trajectory brings one trajecto
 texts: embedded in one batch, the trajectory vectors waited behind the decision points. So two sinks read
 the scored topic, each in its own consumer group (Kafka's lag of each group is its own backlog):
 
-- ``TrajectorySink``: small batches on the embedder's fresh lane (``Embedder.in_fresh``);
-- ``DecisionSink``: larger batches on its low-priority lane (``Embedder.in_background``), which yields the
-  CPU to the fresh vectors; its lag is the decision points' backlog (`trajstream status`).
+- ``TrajectorySink``: small batches, their vectors on the embedder's fresh lane;
+- ``DecisionSink``: larger batches, their vectors on its low-priority lane, which yields the CPU to the
+  fresh vectors; its lag is the decision points' backlog (`trajstream status`).
+
+The rest of a batch's work (decoding, texts, upserts) runs at normal priority (``Embedder``'s docstring).
 
 Upserts make them idempotent: a re-delivered record writes the same rows again, a new version of a
 trajectory replaces the old one's (ids are the trajectory id, and trajectory id plus step). Each is a
@@ -19,12 +21,11 @@ import asyncio
 import logging
 import time
 from abc import abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from trajstream.assembled import TrajectoryView
-from trajstream.consumers.embedding import Embedder
+from trajstream.consumers.embedding import Embedder, Lane
 from trajstream.consumers.milvus_store import DECISIONS, TRAJECTORIES, ensure_collections
 from trajstream.consumers.summaries import decision_points, decision_text, trajectory_text
 from trajstream.consumers.vector_cache import CacheCounts
@@ -97,6 +98,7 @@ class MilvusSink(BatchSink):
     """What both Milvus sinks share: decoding, embedding through the cache, upserting, the store's health."""
 
     collection: str
+    lane: Lane  # the embedder's lane of this sink's vectors
 
     def __init__(self, settings: Settings, client: Any, embedder: Embedder, codec: EventCodec | None, *,
                  group: str, batch_rows: int):  # fmt: skip
@@ -114,19 +116,13 @@ class MilvusSink(BatchSink):
         """This sink's rows of one trajectory, each with its ``text`` to embed."""
 
     @abstractmethod
-    def on_lane(self, work: Callable[[], None]) -> None:
-        """Run ``work`` on this sink's lane of the embedder."""
-
-    @abstractmethod
     def counted(self, trajectories: int, rows: int) -> None:
         """Add one batch's trajectories and rows to the stats."""
 
     async def write(self, batch: list[Record]) -> Written:
         # Unreadable records are counted, not dead-lettered: the ClickHouse sink reads the same topic and
         # dead-letters them once.
-        # On the sink's own lane of the embedder: the batch's Python work as well as its vectors run at the
-        # lane's nice value.
-        await asyncio.to_thread(self.on_lane, lambda: self.land(batch))
+        await asyncio.to_thread(self.land, batch)
         return Written()
 
     @property
@@ -150,7 +146,7 @@ class MilvusSink(BatchSink):
         rows = [row for scored, view in latest for row in self.rows(scored, view)]
         if rows:
             texts = [row.pop("text") for row in rows]
-            for row, vector in zip(rows, self.embedder.encode(texts, self.stats.cache), strict=True):
+            for row, vector in zip(rows, self.embedder.encode(texts, self.stats.cache, self.lane), strict=True):
                 row["vector"] = vector
             self.client.upsert(self.collection, rows)
         self.stats.records += len(records)
@@ -164,6 +160,7 @@ class TrajectorySink(MilvusSink):
 
     stage = "sink-milvus"
     collection = TRAJECTORIES
+    lane = "fresh"
 
     def __init__(self, settings: Settings, client: Any, embedder: Embedder, codec: EventCodec | None = None):
         super().__init__(settings, client, embedder, codec, group=MILVUS_TRAJECTORY_GROUP,
@@ -171,9 +168,6 @@ class TrajectorySink(MilvusSink):
 
     def rows(self, scored: dict[str, Any], view: TrajectoryView) -> list[dict[str, Any]]:
         return trajectory_rows(scored, view)
-
-    def on_lane(self, work: Callable[[], None]) -> None:
-        self.embedder.in_fresh(work)
 
     def counted(self, trajectories: int, rows: int) -> None:
         self.stats.trajectories += trajectories
@@ -184,6 +178,7 @@ class DecisionSink(MilvusSink):
 
     stage = "sink-milvus-decisions"
     collection = DECISIONS
+    lane = "background"
 
     def __init__(self, settings: Settings, client: Any, embedder: Embedder, codec: EventCodec | None = None):
         super().__init__(settings, client, embedder, codec, group=MILVUS_DECISION_GROUP,
@@ -191,9 +186,6 @@ class DecisionSink(MilvusSink):
 
     def rows(self, scored: dict[str, Any], view: TrajectoryView) -> list[dict[str, Any]]:
         return decision_rows(scored, view)
-
-    def on_lane(self, work: Callable[[], None]) -> None:
-        self.embedder.in_background(work)
 
     def counted(self, trajectories: int, rows: int) -> None:
         self.stats.trajectories += trajectories

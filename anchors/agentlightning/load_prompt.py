@@ -1,7 +1,9 @@
 """Load an instructions report's patched system messages as agentlightning 0.3.0 `PromptTemplate`s and render
-them; print what came of each, as one JSON line.
+them; print what came of each, as one JSON line: {"reports": [{"patches": [...]}, ...]}, one per file given.
 
-    python load_prompt.py instructions.json
+    python load_prompt.py instructions.json [more.json ...]
+
+Several reports in one run: importing agentlightning takes about 27 s on 2 cores, the loading milliseconds.
 
 Each patch's `prompt_template` (`{engine, template}`) is validated by `PromptTemplate.model_validate`, published
 as the `system_prompt` resource of an `InMemoryLightningStore` (`add_resources`, as APO publishes the prompts
@@ -41,12 +43,16 @@ async def load(patch: dict[str, Any]) -> dict[str, Any]:
             "error": error, "renders_text": rendered == patch["text"]}  # fmt: skip
 
 
-async def main(path: str) -> None:
+async def patches_of(path: str) -> dict[str, Any]:
     with open(path, encoding="utf-8") as f:
         report = json.load(f)
     patches = [c["patch"] for c in report["findings"] if "patch" in c]
-    print(json.dumps({"patches": [await load(p) for p in patches]}, ensure_ascii=False))
+    return {"patches": [await load(p) for p in patches]}
+
+
+async def main(paths: list[str]) -> None:
+    print(json.dumps({"reports": [await patches_of(p) for p in paths]}, ensure_ascii=False))
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    asyncio.run(main(sys.argv[1:]))

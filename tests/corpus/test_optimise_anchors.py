@@ -96,12 +96,30 @@ def test_gepa_reports_records_out_of_shape(reports: dict[str, Path], tmp_path: P
     assert out["runs"] == []
 
 
-@pytest.mark.timeout(400)
+@pytest.fixture(scope="module")
+def agent_lightning(reports: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Agent Lightning's loading of each report (one process for all: its import takes about 27 s here), and of
+    the braces report with each patch's text itself as the template: `{order_id}` then is a placeholder."""
+    report, _ = _read(reports["braces"])
+    for c in report["findings"]:
+        if "patch" in c:
+            c["patch"]["prompt_template"]["template"] = c["patch"]["text"]
+    stray = tmp_path_factory.mktemp("stray") / "instructions.json"
+    stray.write_text(json.dumps(report))
+    names = ["command", "braces", "stray"]
+    paths = [reports["command"] / "instructions.json", reports["braces"] / "instructions.json", stray]
+    out = run_anchor("agentlightning", "load_prompt.py", *paths, timeout_s=400)
+    return dict(zip(names, out["reports"], strict=True))
+
+
+@pytest.mark.timeout(500)
 @pytest.mark.parametrize("which", ["command", "braces"])
-def test_agent_lightning_renders_each_patched_system_message(reports: dict[str, Path], which: str) -> None:
+def test_agent_lightning_renders_each_patched_system_message(
+    reports: dict[str, Path], agent_lightning: dict[str, Any], which: str
+) -> None:
     report, _ = _read(reports[which])
     patches = [c["patch"] for c in report["findings"] if "patch" in c]
-    out = run_anchor("agentlightning", "load_prompt.py", reports[which] / "instructions.json")
+    out = agent_lightning[which]
     assert len(out["patches"]) == len(patches)
     for loaded, patch in zip(out["patches"], patches, strict=True):
         assert loaded["error"] is None and loaded["engine"] == "f-string"
@@ -111,12 +129,7 @@ def test_agent_lightning_renders_each_patched_system_message(reports: dict[str, 
         assert all(BRACES in p["rendered"] for p in out["patches"])
 
 
-@pytest.mark.timeout(400)
-def test_agent_lightning_refuses_a_template_with_stray_braces(reports: dict[str, Path], tmp_path: Path) -> None:
-    report, _ = _read(reports["braces"])
-    for c in report["findings"]:
-        if "patch" in c:  # the text itself as the template: `{order_id}` becomes a placeholder with no value
-            c["patch"]["prompt_template"]["template"] = c["patch"]["text"]
-    (tmp_path / "instructions.json").write_text(json.dumps(report))
-    out = run_anchor("agentlightning", "load_prompt.py", tmp_path / "instructions.json")
+@pytest.mark.timeout(500)
+def test_agent_lightning_refuses_a_template_with_stray_braces(agent_lightning: dict[str, Any]) -> None:
+    out = agent_lightning["stray"]
     assert out["patches"] and all(p["rendered"] is None and "KeyError" in p["error"] for p in out["patches"])
