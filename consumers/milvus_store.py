@@ -1,8 +1,8 @@
 """Milvus through pymilvus' MilvusClient: a Milvus server (the local one `trajstream up` starts, or any URI)
 or milvus-lite (a local .db path).
 
-Two collections: ``trajectories`` (one vector per trajectory: its task and a compact summary of its
-steps) and ``decision_points`` (one per LLM step: the state before it and the action taken). Both
+Two collections: ``trajectories`` (one vector per trajectory: its task, as recall asks; its steps are
+read from ClickHouse) and ``decision_points`` (one per LLM step: the state before it and the action taken). Both
 are upserted by id, so a re-delivered record or a new version replaces what was there.
 """
 

@@ -115,8 +115,13 @@ def test_landed_trajectories_are_found_by_recall_with_filters_and_a_new_version_
     assert similar()[2] == flight  # the paraphrase finds the refunds first
     assert similar(agent_id=agent, outcome="success") == [refund_ok]
     assert set(similar(agent_id=agent)) == {refund_ok, refund_bad}
-    prediction = recall.predict_outcome("Refund order 9 that arrived damaged", "lookup(q=1)", k=20)
-    assert prediction.p_success is not None and prediction.support  # decision points: searched with k > ef's floor
+
+    def predicted() -> Any:
+        return recall.predict_outcome("Refund order 9 that arrived damaged", "lookup(q=1)", k=20)
+
+    # Decision points: searched with k above ef's floor; a server makes fresh rows searchable within a second.
+    _eventually(lambda: bool(predicted().support), "the decision points searchable")
+    assert predicted().p_success is not None
 
     # The failed refund delivered again, now a success: the upsert by id leaves one row, the new outcome.
     (again,) = _scored(settings, codec, [("Refund order 8 that arrived damaged", "success", agent)],
