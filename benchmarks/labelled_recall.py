@@ -2,8 +2,10 @@
 several paraphrases, and recall@k, the share of queries whose own task is among the first k answers.
 
 Each task has its own verbs, objects and details, each with synonyms; a paraphrase picks one of each and one
-of the frames, which also order the parts differently. Paraphrase 0 of each task is landed; the others are
-the queries, each different from the landed text (``labelled_set`` checks it). Seeded: the same set each run.
+of the frames, which also order the parts differently. Seven tasks are near twins of others (hard
+negatives): the same object, another action (refund or replace a damaged order, book or cancel a flight).
+Paraphrase 0 of each task is landed; the others are the queries, each different from the landed text
+(``labelled_set`` checks it). Seeded: the same set each run.
 """
 
 from __future__ import annotations
@@ -35,6 +37,17 @@ TASKS: dict[str, list[tuple[list[str], list[str], list[str]]]] = {
             ["the shipping address of an order", "where a package is delivered", "an order's delivery address"],
             ["the customer moved", "the old address is wrong"],
         ),
+        # Near twins of the tasks above (hard negatives): the same object, another action.
+        (
+            ["replace", "exchange", "send a new one for"],
+            ["an order that arrived damaged", "a parcel that came broken", "a delivery that was smashed in transit"],
+            ["the customer wants a new one", "they would rather have a replacement"],
+        ),
+        (
+            ["pause", "freeze", "put on hold"],
+            ["a monthly subscription", "a recurring plan", "the customer's membership"],
+            ["while they travel", "for two months"],
+        ),
     ],
     "coding": [
         (
@@ -57,6 +70,11 @@ TASKS: dict[str, list[tuple[list[str], list[str], list[str]]]] = {
             ["a slow database query", "the sluggish SQL query", "a query that takes seconds"],
             ["the dashboard times out", "page loads are slow"],
         ),
+        (
+            ["write", "add", "create"],
+            ["a new unit test for the parser", "an extra parser test", "a test case covering the parser"],
+            ["coverage is low", "the edge case is untested"],
+        ),
     ],
     "data": [
         (
@@ -68,6 +86,11 @@ TASKS: dict[str, list[tuple[list[str], list[str], list[str]]]] = {
             ["plot", "chart", "visualise"],
             ["monthly revenue", "revenue per month", "sales income by month"],
             ["for the board meeting", "for the quarterly review"],
+        ),
+        (
+            ["plot", "chart", "visualise"],
+            ["monthly expenses", "spending per month", "costs by month"],
+            ["for the budget review", "for the finance team"],
         ),
         (
             ["join", "merge", "combine"],
@@ -89,6 +112,11 @@ TASKS: dict[str, list[tuple[list[str], list[str], list[str]]]] = {
             ["book", "reserve", "arrange"],
             ["a flight from Paris to Rome", "a plane ticket Paris to Rome", "air travel from Paris to Rome"],
             ["next Tuesday", "early next week"],
+        ),
+        (
+            ["cancel", "call off", "drop"],
+            ["a flight from Paris to Rome", "a plane ticket Paris to Rome", "air travel from Paris to Rome"],
+            ["the trip was called off", "plans changed"],
         ),
         (
             ["find", "look for", "search"],
@@ -117,6 +145,11 @@ TASKS: dict[str, list[tuple[list[str], list[str], list[str]]]] = {
             ["to avoid a penalty", "before fees apply"],
         ),
         (
+            ["dispute", "challenge", "query"],
+            ["an overdue supplier invoice", "a late vendor bill", "the supplier's unpaid invoice"],
+            ["the amount looks wrong", "it charges twice"],
+        ),
+        (
             ["reconcile", "match", "balance"],
             [
                 "the bank statement with the ledger",
@@ -136,6 +169,11 @@ TASKS: dict[str, list[tuple[list[str], list[str], list[str]]]] = {
             ["approve", "sign off", "accept"],
             ["a vacation request", "a holiday leave request", "time off for an employee"],
             ["for two weeks in August", "covering mid August"],
+        ),
+        (
+            ["reject", "decline", "turn down"],
+            ["a vacation request", "a holiday leave request", "time off for an employee"],
+            ["the team is short-staffed", "it clashes with the release"],
         ),
     ],
 }
