@@ -76,7 +76,7 @@ test: install $(SDK_INSTALL) lint imports typecheck compose-check
 
 # Longer than `make test` may take on 2 cores (CI's budget): the restart loop at full length, and the slow tests.
 soak: install $(SDK_INSTALL)
-	TRAJSTREAM_TEST_RESTART_LOOPS=20 $(BIN)/pytest tests/e2e/test_operations.py -k again_and_again $(PYTEST_ARGS)
+	TRAJSTREAM_TEST_RESTART_LOOPS=20 TRAJSTREAM_TEST_OPS_MILVUS=server $(BIN)/pytest tests/e2e/test_operations.py -k again_and_again $(PYTEST_ARGS)
 	$(BIN)/pytest -m slow $(PYTEST_ARGS) || test $$? -eq 5  # 5: none is marked slow
 
 bench: install

@@ -310,7 +310,7 @@ def test_dead_letters_land_with_the_size_of_their_whole_input(
     client.insert(f"{db}.dead_letters", [[datetime.now(UTC), "emit", "Old", "landed before", "x", -1, 1, "", 5, 0, 0]],
                   column_names=old_columns)  # fmt: skip
     monkeypatch.undo()
-    assert [m.version for m in migrate(client, sink_settings)] == [2, 3, 4]
+    assert [m.version for m in migrate(client, sink_settings)] == [m.version for m in every[1:]]
 
     def letter(payload: bytes) -> dict[str, Any]:
         return dead_letter_record(stage="sink", reason="r", error_type="Test", source="x", payload=payload,
