@@ -83,7 +83,7 @@ def _wait_count(env: dict[str, str], expected: int, timeout_s: float = 120) -> N
         time.sleep(1)
 
 
-@pytest.mark.timeout(1500)  # LOOPS rounds of about 13 s each on 2 cores, and more on a busy machine
+@pytest.mark.timeout(1500)  # LOOPS rounds of about 24 s each on 2 cores, more with the server
 def test_down_up_sql_again_and_again(home: tuple[Settings, dict[str, str]], codec: SingleObjectCodec) -> None:
     """The user's loop that failed with "Cannot lock file .../clickhouse/status": in a home that has run
     the pipeline before, `down`, `up`, `sql`, LOOPS times in a row, each `sql` answered with the data."""
