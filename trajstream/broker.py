@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import fcntl
 import logging
 import os
 import signal
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trajstream.errors import BrokerError, ConfigurationError, PortInUseError
+from trajstream.local_process import Progress, locked, log_tail, quiet
 from trajstream.settings import Settings
 
 _LOG4J2 = """\
@@ -42,12 +42,6 @@ logger.ulog.level = WARN
 logger.cleaner.name = kafka.log.LogCleaner
 logger.cleaner.level = WARN
 """
-
-Progress = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -79,7 +73,7 @@ def new_cluster_id(random_bytes: Callable[[], bytes] = lambda: uuid.uuid4().byte
 class LocalBroker:
     """Start, stop and inspect the local broker. Safe to call from several processes at once."""
 
-    def __init__(self, settings: Settings, progress: Progress = _quiet):
+    def __init__(self, settings: Settings, progress: Progress = quiet):
         self.settings = settings
         self.progress = progress
         self.state_dir = settings.home.resolve() / "kafka"
@@ -127,15 +121,8 @@ class LocalBroker:
             return None
         return pid if b"kafka.Kafka" in cmdline and str(self.properties).encode() in cmdline else None
 
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.state_dir / ".lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def _lock(self) -> contextlib.AbstractContextManager[None]:
+        return locked(self.state_dir / ".lock")
 
     def start(self) -> BrokerStatus:
         if self.settings.uses_external_kafka:
@@ -294,14 +281,7 @@ class LocalBroker:
         return BrokerStatus(True, self.settings.bootstrap, external, pid, cluster_id, brokers, topics)
 
     def logs(self, lines: int = 100) -> str:
-        if not self.log_file.exists():
-            return ""
-        with open(self.log_file, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - 256 * 1024))
-            tail = handle.read().decode(errors="replace").splitlines()
-        return "\n".join(tail[-lines:])
+        return log_tail(self.log_file, lines)
 
 
 @contextlib.contextmanager

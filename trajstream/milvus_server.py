@@ -17,7 +17,6 @@ Files:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import lzma
@@ -30,15 +29,14 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trajstream.errors import TrajstreamError
+from trajstream.local_process import Progress, locked, log_tail, quiet
 from trajstream.settings import Settings
-
-Progress = Callable[[str], None]
 
 HOST = "127.0.0.1"
 # Where the package's template looks for a free port, one after the other (its own default for the
@@ -72,10 +70,6 @@ _DEFAULT_ROOT = ("root", "Milvus")
 
 class MilvusServerError(TrajstreamError):
     """The local Milvus server could not be started, reached or stopped."""
-
-
-def _quiet(_: str) -> None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -119,7 +113,7 @@ def binaries() -> Path:
         return bin_dir
     source = Path(milvus.__file__).parent / "data" / "bin"
     target.mkdir(parents=True, exist_ok=True)
-    with _locked(target / ".lock"):
+    with locked(target / ".lock"):
         if (target / ".complete").exists():  # another process unpacked it while we waited
             return bin_dir
         # Into a fresh directory, renamed when whole: a process killed mid-way leaves no half binary behind.
@@ -133,16 +127,6 @@ def binaries() -> Path:
         staging.rename(bin_dir)
         (target / ".complete").write_text(version)
     return bin_dir
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _free(port: int) -> bool:
@@ -163,7 +147,7 @@ def _free(port: int) -> bool:
 class LocalMilvus:
     """Start, stop and inspect the local Milvus server. Safe to call from several processes at once."""
 
-    def __init__(self, settings: Settings, progress: Progress = _quiet):
+    def __init__(self, settings: Settings, progress: Progress = quiet):
         self.settings = settings
         self.progress = progress
         self.state_dir = settings.home.resolve() / "milvus-server"
@@ -218,11 +202,8 @@ class LocalMilvus:
         ours = cmdline[1:3] == [b"run", b"standalone"] and cwd == self.state_dir and state != "Z"
         return pid if ours else None
 
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        with _locked(self.state_dir / ".lock"):
-            yield
+    def _lock(self) -> contextlib.AbstractContextManager[None]:
+        return locked(self.state_dir / ".lock")
 
     def start(self) -> MilvusServerStatus:
         with self._lock():
@@ -410,13 +391,7 @@ class LocalMilvus:
         return MilvusServerStatus(True, self.uri, pid, version, collections, "ready")
 
     def logs(self, lines: int = 100) -> str:
-        if not self.log_file.exists():
-            return ""
-        with open(self.log_file, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - 256 * 1024))
-            tail = handle.read().decode(errors="replace").splitlines()
-        return "\n".join(tail[-lines:])
+        return log_tail(self.log_file, lines)
 
 
 def _create_private(path: Path, text: str) -> None:
