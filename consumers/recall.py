@@ -122,7 +122,7 @@ class Recall:
             parameters={"ids": [h["trajectory_id"] for h in hits], "agents": sorted({h["agent_id"] for h in hits})},
         ).result_rows
         rows.sort(key=lambda row: (row[0], row[1], row[2]))
-        status = {(row[0], row[7]): row[8] for row in rows if row[4] == "tool_response"}
+        status = {(tid, call_id): state for tid, _, _, _, kind, _, _, call_id, state in rows if kind == "tool_response"}
         out: dict[str, list[str]] = defaultdict(list)
         for tid, _, _, role, kind, tool, text, call_id, _ in rows:
             if role != "assistant":
