@@ -52,6 +52,19 @@ def _need(body: dict[str, Any], *names: str) -> list[Any]:
     return [body[n] for n in names]
 
 
+def _integer(body: dict[str, Any], name: str, default: int | None = None) -> int:
+    """``body[name]`` as an integer (as int() reads it: 5, "5", 5.0; null or absent: ``default``), or a 400
+    that names the field."""
+    value: Any = body.get(name)
+    value = default if value is None else value
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise bad_request(f"{name} must be an integer, got {str(value)[:40]!r}") from None
+
+
 def build_app(settings: Settings, recall: Callable[[], Recall], clickhouse: Callable[[], Any],
               health: Callable[[], dict[str, Any]], console: Console | None = None,
               routes: Sequence[RouteAdder] = (), embedder: Any = None) -> web.Application:  # fmt: skip
@@ -79,28 +92,33 @@ def build_app(settings: Settings, recall: Callable[[], Recall], clickhouse: Call
     async def do_recall(request: web.Request) -> web.Response:
         body = await json_body(request)
         (query,) = _need(body, "query")
-        return await run(lambda: recall().recall(str(query), int(body.get("k", 3)), body.get("filters")))
+        k = _integer(body, "k", 3)
+        return await run(lambda: recall().recall(str(query), k, body.get("filters")))
 
     async def do_predict(request: web.Request) -> web.Response:
         body = await json_body(request)
         state, action = _need(body, "state", "action")
-        k, filters = int(body.get("k", 20)), body.get("filters")
+        k, filters = _integer(body, "k", 20), body.get("filters")
         return await run(lambda: asdict(recall().predict_outcome(str(state), str(action), k, filters)))
 
     async def do_counterfactual(request: web.Request) -> web.Response:
         body = await json_body(request)
-        tid, step, alternative = _need(body, "trajectory_id", "step", "alternative_action")
-        return await run(lambda: recall().counterfactual(str(tid), int(step), str(alternative)))
+        tid, _, alternative = _need(body, "trajectory_id", "step", "alternative_action")
+        step = _integer(body, "step")
+        return await run(lambda: recall().counterfactual(str(tid), step, str(alternative)))
 
     async def do_recommend(request: web.Request) -> web.Response:
         body = await json_body(request)
         (context,) = _need(body, "context")
-        return await run(lambda: recall().recommend_tools(str(context), int(body.get("k", 50)), body.get("filters")))
+        k = _integer(body, "k", 50)
+        return await run(lambda: recall().recommend_tools(str(context), k, body.get("filters")))
 
     async def do_exists(request: web.Request) -> web.Response:
         """Which of these trajectory ids are queryable in ClickHouse and searchable in Milvus now (their vector,
         and their decision points)."""
         (ids,) = _need(await json_body(request), "ids")
+        if not isinstance(ids, list):
+            raise bad_request(f"ids must be a list of trajectory ids, got {type(ids).__name__}")
         wanted = [str(i) for i in ids]
 
         def check() -> dict[str, list[str] | None]:

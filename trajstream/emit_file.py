@@ -74,7 +74,10 @@ def _number(doc: dict[str, Any], key: str) -> float | None:
     if value is None:
         return None
     _require(isinstance(value, int | float) and not isinstance(value, bool), f"{key} must be a number, got {value!r}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # JSON integers have no bound; a float has
+        raise InputRecordError(f"{key} is too large for a number: {str(value)[:20]}...") from None
 
 
 def parse_line(text: str, scrub: Callable[[str], str] = lambda s: s) -> tuple[str, list[Event]]:
@@ -126,6 +129,7 @@ def parse_line(text: str, scrub: Callable[[str], str] = lambda s: s) -> tuple[st
         pending.extend(converted)
         if raw.get("role") == "assistant":
             usage = raw.get("usage") or {}
+            _require(isinstance(usage, dict), f"bad message {i}: usage must be an object, got {type(usage).__name__}")
             model: ModelInfo | None = ModelInfo(
                 request_model=doc.get("model"),
                 response_model=raw.get("model") or doc.get("model"),
