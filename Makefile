@@ -17,12 +17,13 @@ PYTEST_ARGS ?=
 SDK_INSTALL :=
 include $(wildcard mk/*.mk)
 
-.PHONY: install venv jars demo test soak contract lint imports typecheck compose-check bench lock clean help
+.PHONY: install venv jars demo test soak fuzz contract lint imports typecheck compose-check bench lock clean help
 
 help:
 	@echo "make demo     install what is missing, run the whole pipeline on the example trajectories"
 	@echo "make test     install what is missing, lint, type-check and run the tests"
 	@echo "make soak     the long suites: 20 rounds of down/up/sql, and the tests marked slow"
+	@echo "make fuzz     the fuzz tests with 100x the examples (hypothesis profile long)"
 	@echo "make bench    run the benchmarks under benchmarks/"
 	@echo "make lock     re-resolve requirements.lock from pyproject.toml"
 	@echo "make contract after a schema change: write the shared vectors and the SDKs' contract tables"
@@ -85,3 +86,7 @@ bench: install
 clean:
 	-$(BIN)/trajstream down
 	rm -rf .trajstream .pytest_cache .mypy_cache .ruff_cache
+
+# The fuzz tests at length: 100 times the examples `make test` runs.
+fuzz: install
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/fuzz -o timeout=1800 $(PYTEST_ARGS)
