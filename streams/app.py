@@ -1,4 +1,5 @@
-"""The Faust app: the assembly and scoring agents, their changelog-backed tables, the inactivity sweep.
+"""The Faust app: the assembly and scoring agents, their changelog-backed tables, the inactivity and
+retention sweeps.
 
 Both agents are batch agents: the app's consumer (``streams.ordered_consumer``) hands each fetched batch
 of their topics to them in offset order, one batch at a time (concurrency 1, as faust-streaming loses
@@ -48,6 +49,9 @@ class IdleTrajectories:
     """Open trajectories and their last activity, for the inactivity sweep (per process, not persisted)."""
 
     last_activity: dict[str, int] = field(default_factory=dict)
+    # Closed trajectories, for the retention sweep: partition, and (quiet since, last_activity_ms) as
+    # Assembler.closed_since.
+    closed: dict[str, tuple[int | None, int, int]] = field(default_factory=dict)
     scanned: bool = False  # the restored table has been read once since start
     traces_scanned: bool = False  # likewise for the trace stage's table
 
@@ -173,7 +177,7 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
         table: Any,
         handle: Callable[[Input, Any], Result | Awaitable[Result]],
         dump: Callable[[Any], bytes],
-    ) -> dict[bytes, Any]:
+    ) -> dict[bytes, tuple[int, Any]]:
         """Fold a fetched batch into a table: each key's state is written once per batch.
 
         Writing the whole state after every event made the assembly changelog about 6 times its input
@@ -181,6 +185,11 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
         and its stream buffers are where records went missing around a rebalance. Outputs and changelog
         records are in the producer before the batch is acked, and Faust flushes the producer before it
         commits, so a crash replays the batch, which both stages treat as a replay.
+
+
+        A state the handler expires is removed, and its changelog gets a tombstone (a null value), which
+        compaction turns into the key's removal: a worker restored from the changelog does not see it.
+        The folded states are returned with their partitions, None for a removed one.
         """
         states: dict[bytes, tuple[int, Any]] = {}
         producer = app.producer
@@ -190,27 +199,56 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
             current = states[key][1] if key in states else (table.get(key) if key else None)
             outcome = handle(record, current)
             result = await outcome if inspect.isawaitable(outcome) else outcome
-            if result.state is not None and key:
+            if result.expired and key:
+                states[key] = (m.partition, None)
+            elif result.state is not None and key:
                 states[key] = (m.partition, result.state)
             for o in result.outputs:
                 await producer.send(o.topic, o.key, o.value, None, None, None)
         for key, (partition, state) in states.items():
-            data = dump(state)
-            table.data[key] = data
+            data = None if state is None else dump(state)
+            if data is None:
+                table.data.pop(key, None)
+            else:
+                table.data[key] = data
             table.send_changelog(partition, key, data)
-        return {key: state for key, (_, state) in states.items()}
+        return states
+
+    def assemble_one(record: Input, current: Any) -> Result:
+        if current is None and record.key:
+            current = resumed(record.key)
+        return assembler.handle(record, current)
+
+    def resumed(key: bytes) -> Any:
+        """A trajectory the retention sweep removed goes on from the last version scoring saw, if any.
+
+        Scoring's table is keyed and partitioned like assembly's (Faust assigns the partitions of topics
+        that have as many partitions together), and a swept trajectory closed a retention ago, so its
+        versions have long reached scoring. A trajectory scoring never saw is simply new.
+        """
+        seen = scoring_table.get(key)
+        if seen is None:
+            return None
+        scored = scorer.load(seen, key.decode(errors="replace"))
+        version = max(scored["assembled_version"], scored["scored_version"])
+        return assembler.resumed_state(key.decode(errors="replace"), version) if version else None
 
     async def assemble(messages: list[faust.types.Message]) -> None:
-        folded = await fold_batch(messages, assembly_table, assembler.handle, assembler.dump)
-        for key, state in folded.items():
-            track_idle(key, state)
+        folded = await fold_batch(messages, assembly_table, assemble_one, assembler.dump)
+        removed = [key.decode(errors="replace") for key, (_, state) in folded.items() if state is None]
+        for key, (partition, state) in folded.items():
+            track_idle(key, state, partition)
+        if removed:
+            log.info("retention sweep: removed %d closed trajectories from the assembly table (%s%s); %d left",
+                     len(removed), ", ".join(removed[:5]), ", ..." if len(removed) > 5 else "",
+                     len(assembly_table.data))  # fmt: skip
 
     async def score(messages: list[faust.types.Message]) -> None:
         await fold_batch(messages, scoring_table, scorer.handle, scorer.dump)
 
     async def trace(messages: list[faust.types.Message]) -> None:
         folded = await fold_batch(messages, trace_table, traces.handle, traces.dump)
-        for key, state in folded.items():
+        for key, (_, state) in folded.items():
             track_trace(key, state)
 
     def track_trace(key: bytes, state: Any) -> None:
@@ -246,19 +284,29 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
             if value is not None:
                 track(key, value)
 
-    def track_idle(key: bytes, state: Any) -> None:
-        since = assembler.idle_since(state)
+    def track_restored(key: bytes, state: Any) -> None:
+        # Faust's memory store notes each restored key's changelog partition; it has no public reader.
+        track_idle(key, state, getattr(assembly_table.data, "_key_partition", {}).get(key))
+
+    def track_idle(key: bytes, state: Any, partition: int | None) -> None:
+        """Note an open trajectory for the inactivity sweep, a closed one for the retention sweep."""
         tid = key.decode(errors="replace")
+        since = None if state is None else assembler.idle_since(state)
         if since is None:
             idle.last_activity.pop(tid, None)
         else:
             idle.last_activity[tid] = since[1]
+        closed = None if state is None else assembler.closed_since(state)
+        if closed is None:
+            idle.closed.pop(tid, None)
+        else:
+            idle.closed[tid] = (partition, *closed)
 
     @app.timer(settings.assembly_sweep_interval_s)  # type: ignore[untyped-decorator]
     async def sweep() -> None:
         """Ask the agent to close idle trajectories. The agent decides: it owns the state."""
         if not idle.scanned:
-            scan_restored(assembly_table, track_idle)
+            scan_restored(assembly_table, track_restored)
             idle.scanned = True
         now_ms = int(time.time() * 1000)
         timeout_ms = int(settings.assembly_inactivity_timeout_s * 1000)
@@ -267,6 +315,26 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
                 message = assembler.timeout_message(tid, last, now_ms)
                 await out(message.topic).send(key=message.key, value=message.value)
                 idle.last_activity.pop(tid, None)  # asked once; a new event puts it back
+        await expire(now_ms)
+
+    async def expire(now_ms: int) -> None:
+        """Ask the agent to remove closed trajectories quiet for the retention; it removes them if nothing
+        came since. The message goes to the trajectory's own partition, whose agent alone changes its state;
+        only the partitions this worker owns now are swept (a restored table may hold standby partitions,
+        and a rebalance moves partitions away: their new owner sweeps them)."""
+        retention_ms = int(settings.assembly_retention_s * 1000)
+        events = settings.topic(EVENTS_TOPIC)
+        owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == events}
+        if not owned:
+            return  # not assigned yet, or in a rebalance: nothing is known to be this worker's
+        for tid, (partition, since, last) in list(idle.closed.items()):
+            if partition is not None and partition not in owned:
+                idle.closed.pop(tid, None)
+            elif now_ms - since >= retention_ms:
+                # Forgotten before the send yields: an event folded meanwhile tracks the trajectory again.
+                idle.closed.pop(tid, None)
+                message = assembler.expire_message(tid, last, now_ms)
+                await out(message.topic).send(key=message.key, value=message.value)
 
     return app, idle
 

@@ -7,6 +7,11 @@ Delivery is at least once. A version is emitted with a deterministic body (emitt
 triggering event's time), and a replayed event for a closed trajectory re-emits the current
 version byte for byte: after a crash, an emission whose input offset was not committed is made
 again rather than lost, and downstream stages drop (trajectory_id, version) pairs they have seen.
+
+A closed trajectory's state leaves the table once it has been quiet for the retention (an ``expire``
+control message, which the agent checks like a timeout). A later event for it starts from
+``Assembler.resumed_state``: nothing of the earlier events, but the version count goes on, so the new
+version is above every version downstream has seen and is not dropped as a repeat.
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ _DECODED = "_decoded"
 class Result:
     state: State | None  # the new state (encode with Assembler.dump); None: leave the table as it is
     outputs: list[Output] = field(default_factory=list)
+    expired: bool = False  # remove the trajectory's state from the table (a tombstone on the changelog)
 
 
 def _ms(value: Any) -> int:
@@ -124,6 +130,7 @@ class Assembler:
         self.dlq_topic = settings.topic(DEAD_LETTER_TOPIC)
         self.control_topic = settings.topic(ASSEMBLY_CONTROL_TOPIC)
         self.timeout_ms = int(settings.assembly_inactivity_timeout_s * 1000)
+        self.retention_ms = int(settings.assembly_retention_s * 1000)
         self.limits = settings.limits
 
     # --- state (de)serialisation -------------------------------------------------------------
@@ -304,6 +311,16 @@ class Assembler:
             state["closed"], state["timed_out"] = True, True
             state["closed_at_ms"] = state["last_activity_ms"] + self.timeout_ms
             return self._emit_new(state, "timed_out", state["closed_at_ms"], record)
+        if body["kind"] == "expire":
+            if state_data is None:
+                return Result(None)  # already gone: asked twice, or by a worker that owned it before
+            since = self.closed_since(state)
+            # Anything folded in since the sweep looked moves last_activity_ms: then it is not quiet any more.
+            if since is None or state["last_activity_ms"] != body["last_activity_ms"]:
+                return Result(None)
+            if _ms(body["issued_at"]) - since[0] < self.retention_ms:
+                return Result(None)
+            return Result(None, expired=True)
         return self._reject(record, f"unknown control kind {body['kind']!r}", "UnexpectedEventType", tid)
 
     def _emit_new(self, state: dict[str, Any], reason: str, at_ms: int, record: Input,
@@ -335,6 +352,33 @@ class Assembler:
 
     def timeout_message(self, trajectory_id: str, last_activity_ms: int, now_ms: int) -> Output:
         return self._control_message("timeout", trajectory_id, now_ms, last_activity_ms=last_activity_ms)
+
+    # --- retention -------------------------------------------------------------------------------
+    def closed_since(self, state_data: bytes | State) -> tuple[int, int] | None:
+        """(quiet since, last_activity_ms) of a closed trajectory, for the retention sweep.
+
+        Measured from its last event or its close, whichever is later, so that late feedback keeps a
+        trajectory's state for another retention. A dead-lettered trajectory keeps its state: it is what
+        rejects the trajectory's later events.
+        """
+        state = self.load(state_data, "")
+        if not state["closed"] or state["dead_lettered"]:
+            return None
+        return max(state["last_activity_ms"], state["closed_at_ms"] or 0), state["last_activity_ms"]
+
+    def expire_message(self, trajectory_id: str, last_activity_ms: int, now_ms: int) -> Output:
+        """Ask the agent that owns the trajectory to drop its state (it checks that nothing came since)."""
+        return self._control_message("expire", trajectory_id, now_ms, last_activity_ms=last_activity_ms)
+
+    def resumed_state(self, trajectory_id: str, last_version: int) -> State:
+        """The state of a trajectory whose state the sweep removed, when an event for it comes after all.
+
+        Closed, so that the event emits a new version at once, as a late event does; numbered after
+        ``last_version`` (what downstream has), which it would otherwise drop as already seen.
+        """
+        state = new_state(trajectory_id)
+        state["version"], state["closed"] = last_version, True
+        return state
 
     # --- emission --------------------------------------------------------------------------------
     def assembled_record(self, state: dict[str, Any]) -> dict[str, Any]:

@@ -87,7 +87,17 @@ class Settings(BaseSettings):
     assembly_inactivity_timeout_s: float = Field(
         default=300.0, gt=0, description="A trajectory with no event for this long is closed as abandoned (timed out)."
     )
-    assembly_sweep_interval_s: float = Field(default=5.0, gt=0, description="How often open trajectories are checked.")
+    assembly_sweep_interval_s: float = Field(
+        default=5.0, gt=0, description="How often open trajectories are checked, and closed ones for retention."
+    )
+    # An hour: late turns and feedback mostly come within minutes, and every closed trajectory's events
+    # stay in the worker's memory (and its changelog) until then.
+    assembly_retention_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How long a closed trajectory's state stays in the assembly table after its last event; "
+        "later events start a new version without the earlier events.",
+    )
     streams_session_timeout_s: float = Field(
         default=10.0, gt=1, description="A worker that stops heartbeating loses its partitions after this long."
     )
