@@ -106,9 +106,7 @@ def scored_rows(scored: Mapping[str, Any], codec: EventCodec, source_partition: 
     view = TrajectoryView.from_bytes(scored["trajectory"], codec)
     tid, version = view.trajectory_id, view.version
     model_version = scored["model_versions"][-1] if scored["model_versions"] else ""
-    # A trajectory assembled from an end event alone has no start time (no start, no turns): it started
-    # when it ended, as far as anyone knows.
-    started, ended = view["started_at"] or view["ended_at"], view["ended_at"] or view["started_at"]
+    started, ended = view.times
     if started is None or ended is None:
         raise ValueError("the trajectory has neither a start nor an end time")
     attrs = {

@@ -76,7 +76,9 @@ def common_fields(scored: dict[str, Any], view: TrajectoryView) -> dict[str, Any
         "trajectory_id": view.trajectory_id, "version": view.version, "outcome": scored["outcome"],
         "reward": float(scored["reward"]), "domain": view["domain"] or "", "agent_id": view["agent_id"] or "",
         "model_version": scored["model_versions"][-1] if scored["model_versions"] else "",
-        "ended_ms": _ms(view["ended_at"]),
+        # A version with neither time (a sub-agent linked to a state with no events of its own) sorts by when
+        # it was scored, as the ClickHouse sink's rows do not exist for it to disagree with.
+        "ended_ms": _ms(view.times[1] or scored["scored_at"]),
     }  # fmt: skip
 
 

@@ -124,6 +124,14 @@ class TrajectoryView:
     def task_description(self) -> str:
         return str(self.record["task_description"])
 
+    @property
+    def times(self) -> tuple[Any, Any]:
+        """(started, ended), each standing in for the other when one is missing: a trajectory assembled from
+        an end event alone started when it ended, as far as anyone knows; a version emitted before any end
+        (a sub-agent linked to a parent still open) ended, so far, when it started. (None, None) when neither."""
+        started, ended = self.record["started_at"], self.record["ended_at"]
+        return started or ended, ended or started
+
     @cached_property
     def task_key(self) -> str:
         return task_key(self.task_description)

@@ -1,0 +1,229 @@
+"""The whole pipeline as a user runs it, on a broker of its own, with a hand that kills any part of it.
+
+`trajstream up` starts the broker and the supervised parts (streams, enrich, data, gateway); the trainer
+runs beside them as `trajstream worker trainer`, restarted by this harness as the supervisor restarts
+the others. ``kill(kind)`` is SIGKILL: no shutdown, no final commit. The broker is restarted on the same
+data directory; every other part comes back by itself (the supervisor) or by ``tick`` (the trainer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.chaos.load import VOCABULARY
+from tests.support.env import env_for, free_port, trajstream_bin
+from trajstream.broker import LocalBroker
+from trajstream.data_api import answering_api, api_headers
+from trajstream.parts import PARTS, SupervisorState, log_file, pid_file
+from trajstream.pipeline import group_backlog
+from trajstream.reader import topic_partitions
+from trajstream.settings import Settings
+from trajstream.topics import SCORED, trainer_group
+from trajstream.trainer.config import TrainerSettings
+from trajstream.trainer.registry import Registry
+
+PART_KINDS = ("streams", "enrich", "data", "gateway")
+KINDS = (*PART_KINDS, "trainer", "broker")
+WINDOW = 200  # trajectories per trainer window
+WINDOW_S = 15.0  # ... or this long after its first record
+
+
+@dataclass
+class Kills:
+    done: dict[str, int] = field(default_factory=dict)
+
+    def add(self, kind: str) -> None:
+        self.done[kind] = self.done.get(kind, 0) + 1
+
+
+class ChaosPipeline:
+    def __init__(self, home: Path, milvus: str = "lite", partitions: int = 6):
+        self.settings = TrainerSettings.extend(Settings(
+            home=home, broker_port=free_port(), controller_port=free_port(), api_port=free_port(),
+            gateway_port=free_port(), milvus_server_port=free_port(), milvus_local=milvus,
+            topic_prefix="chaos.", topic_partitions=partitions,
+        ), trainer_window_count=WINDOW, trainer_window_seconds=WINDOW_S, trainer_heldout_fraction=0.0,
+            trainer_versions_per_hour=1e9)  # fmt: skip
+        self.env = env_for(self.settings)
+        self.env.update({
+            "TRAJSTREAM_RESTART_BACKOFF_S": "0.5", "TRAJSTREAM_RESTART_MAX_BACKOFF_S": "2",
+            "TRAJSTREAM_TRAINER_WINDOW_COUNT": str(WINDOW), "TRAJSTREAM_TRAINER_WINDOW_SECONDS": str(WINDOW_S),
+            "TRAJSTREAM_TRAINER_HELDOUT_FRACTION": "0", "TRAJSTREAM_TRAINER_VERSIONS_PER_HOUR": "1e9",
+        })  # fmt: skip
+        self.kills = Kills()
+        self.trainer: subprocess.Popen[bytes] | None = None
+        self.broker_down_since: float | None = None
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.gateway_port}"
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([str(trajstream_bin()), *args], env=self.env, capture_output=True, text=True,
+                              timeout=timeout)  # fmt: skip
+        if check and done.returncode != 0:
+            raise AssertionError(f"trajstream {' '.join(args)} ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        return done
+
+    # --- up and down -------------------------------------------------------------------------------------
+    def up(self) -> None:
+        vocab = self.settings.home / "vocab.txt"
+        vocab.parent.mkdir(parents=True, exist_ok=True)
+        vocab.write_text(VOCABULARY)
+        self.cli("up", timeout=600)
+        self.cli("model", "init", "--tiny-vocab", str(vocab))
+        self._start_trainer()
+        self.wait_gateway()
+
+    def down(self) -> None:
+        if self.trainer is not None:
+            _stop(self.trainer)
+        self.cli("down", "--timeout", "20", check=False)
+
+    def logs(self, chars: int = 2000) -> str:
+        out = []
+        for log in sorted((self.settings.home / "logs").glob("*.log")):
+            out.append(f"--- {log.name} ---\n{log.read_text(errors='replace')[-chars:]}")
+        return "\n".join(out)
+
+    def _start_trainer(self) -> None:
+        path = log_file(self.settings, "trainer")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab") as handle:
+            command = [str(trajstream_bin()), "worker", "trainer"]
+            self.trainer = subprocess.Popen(command, env=self.env, stdout=handle, stderr=subprocess.STDOUT,
+                                            start_new_session=True)  # fmt: skip
+
+    # --- faults ------------------------------------------------------------------------------------------
+    def kill(self, kind: str) -> None:
+        """SIGKILL one part (its whole process group) in the middle of whatever it does."""
+        if kind in PART_KINDS:
+            pid = self._part_pid(kind)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        elif kind == "trainer":
+            assert self.trainer is not None
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.trainer.pid, signal.SIGKILL)
+            self.trainer.wait()
+            self._start_trainer()
+        elif kind == "broker":
+            broker = LocalBroker(self.settings)
+            pid = broker.pid()
+            assert pid is not None, "no broker to kill"
+            os.kill(pid, signal.SIGKILL)
+            while broker.pid() == pid:
+                time.sleep(0.1)
+            time.sleep(2.0)  # a real outage: the clients notice before it is back
+            broker.start()  # the same data directory and cluster id
+        else:
+            raise ValueError(f"no such fault kind: {kind}")
+        self.kills.add(kind)
+
+    def _part_pid(self, kind: str, timeout_s: float = 120.0) -> int:
+        """The part's pid once the supervisor has it running (it may still be starting it again)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, ValueError):
+                return int(pid_file(self.settings, kind).read_text())
+            time.sleep(0.2)
+        raise AssertionError(f"{kind} was not running again {timeout_s:.0f} s after its last kill\n{self.logs()}")
+
+    def wait_gateway(self, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.gateway_url}/healthz", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.5)
+        raise AssertionError(f"the gateway did not answer in {timeout_s:.0f} s\n{self.logs()}")
+
+    def restarts(self) -> dict[str, int]:
+        state = SupervisorState.load(self.settings)
+        return {name: part.restarts for name, part in state.parts.items()} if state else {}
+
+    # --- reading back --------------------------------------------------------------------------------------
+    def sql(self, query: str) -> list[list[Any]]:
+        deadline = time.monotonic() + 120
+        while True:
+            url = answering_api(self.settings)
+            if url is not None:
+                try:
+                    answer = httpx.post(f"{url}/sql", json={"query": query},
+                                        headers=api_headers(self.settings), timeout=60)  # fmt: skip
+                    if answer.status_code == 200:
+                        rows: list[list[Any]] = answer.json()["result"]["rows"]
+                        return rows
+                except httpx.HTTPError:
+                    pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the data API did not answer {query!r}\n{self.logs()}")
+            time.sleep(1.0)
+
+    def exists(self, ids: list[str]) -> dict[str, Any]:
+        deadline = time.monotonic() + 120
+        while True:
+            url = answering_api(self.settings)
+            if url is not None:
+                try:
+                    answer = httpx.post(f"{url}/exists", json={"ids": ids}, headers=api_headers(self.settings),
+                                        timeout=120)  # fmt: skip
+                    found: dict[str, Any] = answer.json().get("result") or {} if answer.status_code == 200 else {}
+                    if found.get("milvus") is not None:
+                        return found
+                except httpx.HTTPError:
+                    pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the data API did not answer /exists\n{self.logs()}")
+            time.sleep(1.0)
+
+    def lags(self) -> dict[str, int | None]:
+        out: dict[str, int | None] = {}
+        for part in PARTS:
+            if part.topics:
+                backlog = group_backlog(self.settings, part.group(self.settings), part.topics)
+                out[part.name] = backlog.records if backlog is not None else None
+        group = self.settings.consumer_group(trainer_group(self.settings.trainer_model_name))
+        backlog = group_backlog(self.settings, group, (SCORED,))
+        out["trainer"] = backlog.records if backlog is not None else None
+        return out
+
+    def trained_windows(self) -> dict[str, int]:
+        path = Registry(self.settings.registry_dir, self.settings.trainer_model_name).dir / "trainer_state.json"
+        if not path.exists():
+            return {}
+        windows: dict[str, int] = json.loads(path.read_text())["trained_windows"]
+        return windows
+
+    async def scored_ends(self) -> dict[int, int]:
+        from aiokafka import AIOKafkaConsumer
+
+        consumer = AIOKafkaConsumer(**self.settings.kafka_client_options(), enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tps = await topic_partitions(consumer, self.settings.topic(SCORED))
+            ends = await consumer.end_offsets(tps)
+            return {tp.partition: end for tp, end in ends.items()}
+        finally:
+            await consumer.stop()
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
