@@ -121,8 +121,11 @@ class AsyncEmitter:
             self.stats.max_in_flight = self._in_flight
         try:
             future = await self._producer.send(topic, value=data, key=key)
-        except BaseException:
+        except BaseException as exc:
             self._release()
+            refused = as_security_error(exc, self.settings.kafka_client_options())
+            if refused is not exc:  # the ACLs refused the topic (found when its metadata was asked for)
+                raise refused from None
             raise
         self.stats.sent += 1
         future.add_done_callback(self._on_delivery)

@@ -7,6 +7,7 @@ bootstrap, connects once more the same way to learn why. Messages name users, to
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -41,6 +42,9 @@ async def start_client(client: _Startable, options: Mapping[str, Any]) -> None:
         await client.start()
     except KafkaConnectionError:
         problem = await diagnose(options)
+        if problem is None:  # once more: a busy broker may refuse one connection and still be the wrong one's
+            await asyncio.sleep(1.0)
+            problem = await diagnose(options)
         if problem is None:
             raise
         raise problem from None
