@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 
 from trajstream.errors import DeliveryError, TrajstreamError
 from trajstream.settings import Settings
+from trajstream_sdk.kafka_security import start_client
 
 
 class Overloaded(TrajstreamError):
@@ -51,7 +52,7 @@ class Publisher:
             options = self.settings.durable_producer_options()
             self._producer = AIOKafkaProducer(**options, client_id="trajstream-gateway", linger_ms=2,
                                               max_batch_size=1024 * 1024)  # fmt: skip
-        await self._producer.start()
+        await start_client(self._producer, self.settings.kafka_client_options())
 
     async def stop(self) -> None:
         if self._producer is not None:

@@ -10,6 +10,7 @@ included, is created beforehand by ``trajstream topics create``: the app is not 
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import inspect
 import logging
@@ -40,6 +41,7 @@ from trajstream.topics import (
     faust_app_id,
 )
 from trajstream_sdk.codec import EventCodec, codec_for
+from trajstream_sdk.kafka_security import start_client
 
 log = logging.getLogger(__name__)
 
@@ -344,11 +346,26 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
     return app, idle
 
 
+async def check_connection(settings: Settings) -> None:
+    """Connect once as the worker's clients will; a security problem is raised as a KafkaSecurityError."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    options = settings.kafka_client_options()
+    admin = AIOKafkaAdminClient(**options, request_timeout_ms=30_000)
+    try:
+        await start_client(admin, options)
+    finally:
+        await admin.close()
+
+
 def run_worker(settings: Settings, loglevel: str = "warn") -> None:
     """Run the streams worker in the foreground until SIGTERM or SIGINT."""
     # Faust creates its data directory but not its parents: with an external cluster nothing else may have
     # made TRAJSTREAM_HOME yet (a fresh checkout failed with FileNotFoundError).
     (settings.home / "streams").mkdir(parents=True, exist_ok=True)
+    # Faust retries a refused connection without end and logs its cause deep in a traceback: a wrong password
+    # or an untrusted certificate is found here first, as an error naming the setting to fix.
+    asyncio.run(check_connection(settings))
     app, _ = create_app(settings)
     # A worker holds few reference cycles but allocates a container per record, so the default
     # thresholds ran a collection every few hundred records: 8% of the assembly rate. Objects alive

@@ -10,6 +10,7 @@ from trajstream.topics import MODEL_VERSIONS
 from trajstream.trainer.config import TrainerSettings
 from trajstream.trainer.registry import VersionInfo
 from trajstream_sdk.codec import EventCodec, codec_for
+from trajstream_sdk.kafka_security import start_client
 from trajstream_sdk.schemas import MODEL_VERSION
 
 
@@ -32,7 +33,7 @@ def announce(settings: TrainerSettings, info: VersionInfo, event: str, reason: s
 
     async def run() -> None:
         producer = AIOKafkaProducer(**settings.durable_producer_options(), request_timeout_ms=10_000)
-        await producer.start()
+        await start_client(producer, settings.kafka_client_options())
         try:
             await announce_async(settings, codec_for(settings), producer, info, event, reason)
         finally:

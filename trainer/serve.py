@@ -43,6 +43,7 @@ from trajstream.trainer.registry import Registry
 from trajstream.trainer.weights import ADAPTER_CONFIG, WeightsError, base_of, load_adapter, load_full
 from trajstream.trainer.weights import load_version as load_weights
 from trajstream_sdk.codec import EventCodec
+from trajstream_sdk.kafka_security import start_client
 from trajstream_sdk.schemas import MODEL_VERSION
 
 log = logging.getLogger(__name__)
@@ -337,7 +338,7 @@ async def watch_announcements(
 
     consumer = AIOKafkaConsumer(settings.topic(MODEL_VERSIONS), **settings.consumer_options(), group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="latest")  # fmt: skip
-    await consumer.start()
+    await start_client(consumer, settings.kafka_client_options())
     try:
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=500)

@@ -16,13 +16,14 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from trajstream.errors import BrokerError, ConfigurationError, PortInUseError
 from trajstream.local_process import Progress, locked, log_tail, quiet
 from trajstream.settings import Settings
+from trajstream_sdk.kafka_security import start_client
 
 _LOG4J2 = """\
 status = warn
@@ -70,12 +71,27 @@ def new_cluster_id(random_bytes: Callable[[], bytes] = lambda: uuid.uuid4().byte
             return cluster_id
 
 
+@dataclass(frozen=True)
+class BrokerExtras:
+    """What a broker needs beyond the plain local one, e.g. a SASL_SSL listener with its certificates, SCRAM
+    users and an authorizer (tests/security/ builds one).
+
+    ``server_properties`` are merged over the generated server.properties (a key given here wins);
+    ``format_args`` are added to ``kafka-storage format`` (``--add-scram ...``: SCRAM users must exist before the
+    first start, when the inter-broker listener authenticates with one).
+    """
+
+    server_properties: Mapping[str, str] = field(default_factory=dict)
+    format_args: Sequence[str] = ()
+
+
 class LocalBroker:
     """Start, stop and inspect the local broker. Safe to call from several processes at once."""
 
-    def __init__(self, settings: Settings, progress: Progress = quiet):
+    def __init__(self, settings: Settings, progress: Progress = quiet, extras: BrokerExtras | None = None):
         self.settings = settings
         self.progress = progress
+        self.extras = extras or BrokerExtras()
         self.state_dir = settings.home.resolve() / "kafka"
         self.data_dir = self.state_dir / "data"
         self.properties = self.state_dir / "server.properties"
@@ -187,7 +203,11 @@ class LocalBroker:
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
             "message.max.bytes": str(s.limits.message_bytes),
+            **self.extras.server_properties,
         }
+        # The file may hold listener secrets (a JAAS password): readable by its owner only.
+        self.properties.touch(mode=0o600)
+        self.properties.chmod(0o600)
         self.properties.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         self.log_config.write_text(_LOG4J2)
 
@@ -203,6 +223,7 @@ class LocalBroker:
             self.settings.java, f"-Dlog4j2.configurationFile={self.log_config}", "-cp", self._classpath(jars),
             # "--cluster-id=ID" in one word: an id may start with "-", which the tool would read as an option.
             "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(self.properties),
+            *self.extras.format_args,
         ]  # fmt: skip
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if result.returncode != 0:
@@ -301,7 +322,7 @@ async def _describe(settings: Settings, timeout_s: float) -> tuple[str, int, int
 
     admin = AIOKafkaAdminClient(**settings.kafka_client_options(), request_timeout_ms=int(timeout_s * 1000))
     try:
-        await asyncio.wait_for(admin.start(), timeout_s)
+        await asyncio.wait_for(start_client(admin, settings.kafka_client_options()), timeout_s)
         cluster = await asyncio.wait_for(admin.describe_cluster(), timeout_s)
         topics = await asyncio.wait_for(admin.list_topics(), timeout_s)
         return str(cluster["cluster_id"]), len(cluster["brokers"]), len(topics)

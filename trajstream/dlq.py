@@ -12,6 +12,7 @@ from trajstream.reader import read_topic
 from trajstream.settings import Settings
 from trajstream.topics import DEAD_LETTER_TOPIC
 from trajstream_sdk.codec import EventCodec
+from trajstream_sdk.kafka_security import start_client
 from trajstream_sdk.schemas import DEAD_LETTER
 
 
@@ -47,7 +48,7 @@ async def replay(settings: Settings, letters: list[Letter], payloads: dict[str, 
     for letter in letters:
         _check_replayable(letter, letter.ref in payloads)
     producer = AIOKafkaProducer(**settings.durable_producer_options())
-    await producer.start()
+    await start_client(producer, settings.kafka_client_options())
     sent = 0
     try:
         for letter in letters:
@@ -83,7 +84,7 @@ async def letters_at(settings: Settings, codec: EventCodec, refs: list[str]) -> 
     consumer = AIOKafkaConsumer(**settings.kafka_client_options(), group_id=None, enable_auto_commit=False)
     found: list[Letter] = []
     try:
-        await consumer.start()
+        await start_client(consumer, settings.kafka_client_options())
         for partition, offset in sorted(wanted):
             tp = TopicPartition(topic, partition)
             consumer.assign([tp])

@@ -47,6 +47,7 @@ from trajstream.parts import (
 from trajstream.settings import Settings
 from trajstream.supervisor import request_stop
 from trajstream.topics import MILVUS_DECISION_GROUP, MILVUS_TRAJECTORY_GROUP, SCORED, create_topics
+from trajstream_sdk.kafka_security import start_client
 
 Progress = Callable[[str], None]
 
@@ -203,8 +204,8 @@ async def _backlog(settings: Settings, group: str, topics: tuple[str, ...], olde
     try:
         # Started inside the try: a client whose start failed (no broker) is closed all the same, else
         # aiokafka reports an "Unclosed AIOKafkaConsumer" when it is collected.
-        await admin.start()
-        await consumer.start()
+        await start_client(admin, settings.kafka_client_options())
+        await start_client(consumer, settings.kafka_client_options())
         from trajstream.reader import topic_partitions
 
         committed = await admin.list_consumer_group_offsets(group)

@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from trajstream.errors import CodecError
 from trajstream.settings import Settings
 from trajstream_sdk.codec import DecodedEvent, EventCodec
+from trajstream_sdk.kafka_security import start_client
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +37,7 @@ async def read_topic(settings: Settings, topic: str, codec: EventCodec | None = 
     consumer = AIOKafkaConsumer(
         **settings.consumer_options(), enable_auto_commit=False, auto_offset_reset="earliest", group_id=None
     )
-    await consumer.start()
+    await start_client(consumer, settings.kafka_client_options())
     try:
         tps = await topic_partitions(consumer, topic)
         if not tps:

@@ -36,6 +36,7 @@ from trajstream.settings import Settings
 from trajstream.topics import DEAD_LETTER_TOPIC
 from trajstream_sdk.codec import EventCodec
 from trajstream_sdk.events import dead_letter_record
+from trajstream_sdk.kafka_security import KafkaAuthorizationErrors, authorization_error, start_client
 from trajstream_sdk.schemas import DEAD_LETTER
 
 log = logging.getLogger(__name__)
@@ -263,8 +264,11 @@ class BatchSink(ABC):
     async def send(self, outputs: Sequence[Output]) -> None:
         """Produce ``outputs`` and wait until the broker acknowledged every one of them."""
         assert self.producer is not None, "send() runs inside run()"
-        futures = [await self.producer.send(o.topic, o.value, key=o.key) for o in outputs]
-        await asyncio.gather(*futures)
+        try:
+            futures = [await self.producer.send(o.topic, o.value, key=o.key) for o in outputs]
+            await asyncio.gather(*futures)
+        except KafkaAuthorizationErrors as exc:  # a topic outside this stage's ACLs: name it, and the user
+            raise authorization_error(exc, self.settings.kafka_client_options()) from None
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         s = self.settings
@@ -274,12 +278,15 @@ class BatchSink(ABC):
         )  # fmt: skip
         self.producer = AIOKafkaProducer(**s.durable_producer_options())
         try:
-            await consumer.start()
-            await self.producer.start()
+            await start_client(consumer, s.kafka_client_options())
+            await start_client(self.producer, s.kafka_client_options())
             if ready is not None:
                 ready.set()
             while not stop.is_set() and not self.done():
-                batch = await fill_batch(consumer, stop, self.batch_rows, self.batch_seconds, self.eager)
+                try:
+                    batch = await fill_batch(consumer, stop, self.batch_rows, self.batch_seconds, self.eager)
+                except KafkaAuthorizationErrors as exc:  # a topic or group this stage may not read
+                    raise authorization_error(exc, s.kafka_client_options()) from None
                 written = await self._write(batch, consumer, stop) if batch else await self.idle()
                 if written is None:
                     continue  # nothing written (idle, or stopped while the store was away): nothing to commit

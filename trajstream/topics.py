@@ -11,6 +11,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from trajstream.errors import ConfigurationError
 from trajstream.settings import Settings
 from trajstream_sdk import config as sdk_config
+from trajstream_sdk.kafka_security import start_client
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ async def create_topics(settings: Settings, specs: tuple[TopicSpec, ...] | None 
     if specs is None:
         specs = TOPICS + internal_topics(settings)
     admin = AIOKafkaAdminClient(**settings.kafka_client_options(), request_timeout_ms=30_000)
-    await admin.start()
+    await start_client(admin, settings.kafka_client_options())
     try:
         brokers = len((await admin.describe_cluster())["brokers"])
         if settings.topic_replication > brokers:

@@ -31,6 +31,7 @@ from trajstream.topics import (
     MILVUS_TRAJECTORY_GROUP,
     SCORED,
 )
+from trajstream_sdk.kafka_security import start_client
 
 log = logging.getLogger(__name__)
 SAMPLE_EVERY_S = 5.0
@@ -69,7 +70,7 @@ class FlowSampler:
     async def run(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(**self.settings.kafka_client_options(), group_id=None, enable_auto_commit=False)
         try:
-            await consumer.start()
+            await start_client(consumer, self.settings.kafka_client_options())
             while not stop.is_set():
                 try:
                     events = await _ends(consumer, self.settings.topic(EVENTS_TOPIC))
@@ -106,8 +107,8 @@ async def partition_lag(settings: Settings) -> list[dict[str, Any]]:
     consumer = AIOKafkaConsumer(**settings.kafka_client_options(), group_id=None, enable_auto_commit=False)
     rows: list[dict[str, Any]] = []
     try:
-        await admin.start()
-        await consumer.start()
+        await start_client(admin, settings.kafka_client_options())
+        await start_client(consumer, settings.kafka_client_options())
         for group, topics in consumer_groups(settings):
             committed = await admin.list_consumer_group_offsets(group)
             tps: list[TopicPartition] = [

@@ -12,6 +12,7 @@ from trajstream.settings import Settings
 from trajstream.topics import ASSEMBLED, ENRICHMENT_REQUESTS
 from trajstream_sdk.codec import codec_for
 from trajstream_sdk.events import new_id, utcnow
+from trajstream_sdk.kafka_security import start_client
 from trajstream_sdk.schemas import ASSEMBLED_TRAJECTORY, ENRICHMENT_REQUEST
 
 
@@ -20,7 +21,7 @@ async def request_reenrichment(settings: Settings, since: datetime, prompt_versi
     since = since if since.tzinfo else since.replace(tzinfo=UTC)
     topic = settings.topic(ASSEMBLED)
     consumer = AIOKafkaConsumer(**settings.consumer_options(), enable_auto_commit=False, group_id=None)
-    await consumer.start()
+    await start_client(consumer, settings.kafka_client_options())
     latest: dict[str, tuple[int, bytes]] = {}
     try:
         tps = await topic_partitions(consumer, topic)
@@ -49,7 +50,7 @@ async def request_reenrichment(settings: Settings, since: datetime, prompt_versi
     finally:
         await consumer.stop()
     producer = AIOKafkaProducer(**settings.durable_producer_options())
-    await producer.start()
+    await start_client(producer, settings.kafka_client_options())
     try:
         for tid, (version, data) in latest.items():
             request = {

@@ -36,6 +36,14 @@ def env_for(settings: Settings) -> dict[str, str]:
     )
     if settings.kafka_bootstrap:
         env["TRAJSTREAM_KAFKA_BOOTSTRAP"] = settings.kafka_bootstrap
+    if settings.security_protocol != "PLAINTEXT":  # a secured cluster (tests/security/): the same credentials
+        env["TRAJSTREAM_SECURITY_PROTOCOL"] = settings.security_protocol
+        for name, value in (("SASL_MECHANISM", settings.sasl_mechanism), ("SASL_USERNAME", settings.sasl_username),
+                            ("SSL_CAFILE", settings.ssl_cafile)):  # fmt: skip
+            if value is not None:
+                env[f"TRAJSTREAM_{name}"] = str(value)
+        if settings.sasl_password is not None:
+            env["TRAJSTREAM_SASL_PASSWORD"] = settings.sasl_password.get_secret_value()
     if settings.milvus_uri:
         env["TRAJSTREAM_MILVUS_URI"] = settings.milvus_uri
     return env

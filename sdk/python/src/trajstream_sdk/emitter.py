@@ -13,6 +13,7 @@ from trajstream_sdk.codec import EventCodec, codec_for
 from trajstream_sdk.config import EVENTS_TOPIC, FEEDBACK_TOPIC, EmitterConfig, EmitterSettings
 from trajstream_sdk.errors import DeliveryError
 from trajstream_sdk.events import Redactor, feedback_record
+from trajstream_sdk.kafka_security import as_security_error, start_client
 from trajstream_sdk.schemas import FEEDBACK
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ class AsyncEmitter:
             compression_type=None if s.producer_compression == "none" else s.producer_compression,
             request_timeout_ms=s.producer_request_timeout_ms,
         )
-        await self._producer.start()
+        await start_client(self._producer, s.kafka_client_options())
 
     async def flush(self) -> None:
         """Wait until every accepted event is acknowledged; raise if any could not be delivered."""
@@ -84,6 +85,9 @@ class AsyncEmitter:
             await self._producer.flush()
         if self._failures:
             failures, self._failures = self._failures, []
+            refused = as_security_error(failures[0], self.settings.kafka_client_options())
+            if refused is not failures[0]:  # the ACLs refused the topic: say which setting or grant is missing
+                raise refused
             raise DeliveryError(f"{len(failures)} event(s) were not delivered; first error: {failures[0]!r}")
 
     async def close(self) -> None:
@@ -117,8 +121,11 @@ class AsyncEmitter:
             self.stats.max_in_flight = self._in_flight
         try:
             future = await self._producer.send(topic, value=data, key=key)
-        except BaseException:
+        except BaseException as exc:
             self._release()
+            refused = as_security_error(exc, self.settings.kafka_client_options())
+            if refused is not exc:  # the ACLs refused the topic (found when its metadata was asked for)
+                raise refused from None
             raise
         self.stats.sent += 1
         future.add_done_callback(self._on_delivery)

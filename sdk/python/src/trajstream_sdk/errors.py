@@ -44,3 +44,20 @@ class EventTooLargeError(EncodeError):
 
 class DeliveryError(TrajstreamError):
     """Events could not be delivered to Kafka after the producer's retries."""
+
+
+class KafkaSecurityError(ConfigurationError):
+    """A Kafka client could not connect or act with the configured security settings; the message names the
+    TRAJSTREAM_* setting to fix and never a secret."""
+
+
+class KafkaAuthenticationError(KafkaSecurityError):
+    """The broker refused the SASL credentials (TRAJSTREAM_SASL_USERNAME, TRAJSTREAM_SASL_PASSWORD)."""
+
+
+class KafkaCertificateError(KafkaSecurityError):
+    """The broker's TLS certificate is not trusted by TRAJSTREAM_SSL_CAFILE (or the system's CAs)."""
+
+
+class KafkaAuthorizationError(KafkaSecurityError):
+    """The cluster's ACLs do not allow this user a topic or consumer group."""
