@@ -17,12 +17,14 @@ PYTEST_ARGS ?=
 SDK_INSTALL :=
 include $(wildcard mk/*.mk)
 
-.PHONY: install venv jars demo test soak fuzz contract lint imports typecheck compose-check bench lock clean help
+.PHONY: install venv jars demo test soak chaos security fuzz contract lint imports typecheck compose-check bench lock clean help
 
 help:
 	@echo "make demo     install what is missing, run the whole pipeline on the example trajectories"
 	@echo "make test     install what is missing, lint, type-check and run the tests"
-	@echo "make soak     the long suites: 20 rounds of down/up/sql, and the tests marked slow"
+	@echo "make chaos    kill every part under load, scale out, run out of disk and memory; count everything"
+	@echo "make soak     10 minutes at 50 trajectories/s (docs/soak.png), 20 rounds of down/up/sql, the other slow tests"
+	@echo "make security the SASL_SSL (SCRAM-SHA-512) broker with ACLs, alone (make test runs it too)"
 	@echo "make fuzz     the fuzz tests with 100x the examples (hypothesis profile long)"
 	@echo "make bench    run the benchmarks under benchmarks/"
 	@echo "make lock     re-resolve requirements.lock from pyproject.toml"
@@ -75,17 +77,20 @@ compose-check:
 test: install $(SDK_INSTALL) lint imports typecheck compose-check
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# Longer than `make test` may take on 2 cores (CI's budget): the restart loop at full length, and the slow tests.
+# Longer than `make test` may take on 2 cores (CI's budget): the soak (10 minutes of load, its plot in docs/), the
+# restart loop at full length, and the other tests marked slow (the chaos suite has its own target).
 soak: install $(SDK_INSTALL)
+	$(BIN)/pytest tests/chaos/test_soak.py -m slow -s $(PYTEST_ARGS)
 	TRAJSTREAM_TEST_RESTART_LOOPS=20 TRAJSTREAM_TEST_OPS_MILVUS=server $(BIN)/pytest tests/e2e/test_operations.py -k again_and_again $(PYTEST_ARGS)
-	$(BIN)/pytest -m slow $(PYTEST_ARGS) || test $$? -eq 5  # 5: none is marked slow
+	$(BIN)/pytest -m slow --ignore=tests/chaos $(PYTEST_ARGS) || test $$? -eq 5  # 5: none is marked slow
 
-bench: install
-	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+# Faults under load, counted: each part SIGKILLed (and the broker), the mix, two streams workers, disks and memory
+# running out. Its counts go to chaos-results.jsonl (TRAJSTREAM_CHAOS_RESULTS).
+chaos: install
+	$(BIN)/pytest tests/chaos -m slow --ignore=tests/chaos/test_soak.py -s $(PYTEST_ARGS)
 
-clean:
-	-$(BIN)/trajstream down
-	rm -rf .trajstream .pytest_cache .mypy_cache .ruff_cache
+security: install
+	$(BIN)/pytest tests/security $(PYTEST_ARGS)
 
 # The fuzz tests at length: 100 times the examples `make test` runs.
 fuzz: install

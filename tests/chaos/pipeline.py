@@ -96,6 +96,15 @@ class ChaosPipeline:
             out.append(f"--- {log.name} ---\n{log.read_text(errors='replace')[-chars:]}")
         return "\n".join(out)
 
+    def start_extra_streams(self, n: int) -> subprocess.Popen[bytes]:
+        """Another streams worker in the same consumer group (its own state directory and log)."""
+        home = self.settings.home / f"streams-{n}"
+        home.mkdir(parents=True, exist_ok=True)
+        env = {**self.env, "TRAJSTREAM_HOME": str(home)}
+        with open(log_file(self.settings, f"streams-{n}"), "ab") as handle:
+            return subprocess.Popen([str(trajstream_bin()), "worker", "streams", "--loglevel", "info"], env=env,
+                                    stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+
     def _start_trainer(self) -> None:
         path = log_file(self.settings, "trainer")
         path.parent.mkdir(parents=True, exist_ok=True)

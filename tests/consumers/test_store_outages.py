@@ -105,7 +105,8 @@ class StandaloneServer:
 Killable = MilvusServer | StandaloneServer
 
 
-@pytest.fixture(params=["lite", "server"])
+# The server's case takes 48 s on 2 cores (its start and restart): `make soak` runs it, `make test` the lite one.
+@pytest.fixture(params=["lite", pytest.param("server", marks=pytest.mark.slow)])
 def milvus_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Killable]:
     server: Killable
     if request.param == "lite":

@@ -52,6 +52,8 @@ def _write(uri: str, token: str, ids: list[str]) -> None:
         client.close()
 
 
+# 75 s on 2 cores, so in `make soak`; `make test` starts the server in tests/e2e/test_pipeline_e2e.py.
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_the_server_starts_shows_in_status_stops_and_starts_again_on_its_data(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path, milvus_server_port=free_port(), milvus_local="server")

@@ -16,7 +16,8 @@ from trajstream.topics import create_topics
 from trajstream_sdk.codec import SingleObjectCodec
 from trajstream_sdk.events import Message, end_record, start_record, turn_record
 
-pytestmark = pytest.mark.integration
+# 50 s on 2 cores: `make soak` runs it; `make chaos` kills the streams worker under load with the whole pipeline.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 COMPLETE = 3000  # trajectories whose events all arrive before the kill
 OPEN = 100  # trajectories whose end arrives only after the kill
