@@ -27,6 +27,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, TracesData
 
+from trajstream import json_input
 from trajstream.errors import TrajstreamError
 
 PROTOBUF = "application/x-protobuf"
@@ -76,8 +77,8 @@ def decode(body: bytes, encoding: str) -> ExportTraceServiceRequest:
         except DecodeError as exc:
             raise RequestError(400, f"not an OTLP ExportTraceServiceRequest protobuf: {exc}") from exc
     try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        doc = json_input.loads(body)
+    except json_input.JSONInputError as exc:
         raise RequestError(400, f"not JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise RequestError(400, "an OTLP/JSON request is an object with resourceSpans")
@@ -95,18 +96,22 @@ def decode(body: bytes, encoding: str) -> ExportTraceServiceRequest:
 
 def _ids_to_base64(doc: dict[str, Any]) -> None:
     """OTLP/JSON writes ids in hex where protobuf's JSON mapping expects base64; an id that is not hex is
-    emptied, so that its span is refused on its own instead of failing the request."""
-    for rs in doc.get("resourceSpans") or []:
-        for ss in (rs or {}).get("scopeSpans") or []:
-            for span in (ss or {}).get("spans") or []:
-                if not isinstance(span, dict):
-                    continue
+    emptied, so that its span is refused on its own instead of failing the request. A level of the wrong
+    type is left as it is: ParseDict refuses it with a ParseError that names the field (a 400)."""
+    for rs in _objects(doc, "resourceSpans"):
+        for ss in _objects(rs, "scopeSpans"):
+            for span in _objects(ss, "spans"):
                 for key in _ID_FIELDS:
                     span[key] = _hex_to_base64(span.get(key))
-                for link in span.get("links") or []:
-                    if isinstance(link, dict):
-                        for key in ("traceId", "spanId"):
-                            link[key] = _hex_to_base64(link.get(key))
+                for link in _objects(span, "links"):
+                    for key in ("traceId", "spanId"):
+                        link[key] = _hex_to_base64(link.get(key))
+
+
+def _objects(parent: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """The objects in the list ``parent[key]``; nothing when it is not a list."""
+    children = parent.get(key)
+    return [c for c in children if isinstance(c, dict)] if isinstance(children, list) else []
 
 
 def _hex_to_base64(value: Any) -> str:

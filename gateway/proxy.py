@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 from aiohttp import web
 
+from trajstream import json_input
 from trajstream.gateway.access import API_KEY, authorize
 from trajstream.gateway.context import GATEWAY
 from trajstream.gateway.publisher import Record
@@ -199,8 +200,8 @@ class StreamedCompletion:
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     gw = request.app[GATEWAY]
     try:
-        body = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError) as exc:
+        body = json_input.loads(await request.read())
+    except json_input.JSONInputError as exc:
         return web.json_response({"error": f"not JSON: {exc}"}, status=400)
     if not isinstance(body, dict):
         return web.json_response({"error": "a chat completion request is a JSON object"}, status=400)
@@ -269,7 +270,7 @@ async def end_trajectory(request: web.Request) -> web.Response:
     tid = request.match_info["trajectory_id"]
     try:
         uuid.UUID(tid)
-        doc = json.loads(await request.read() or b"{}")
+        doc = json_input.loads(await request.read() or b"{}")
     except ValueError as exc:
         return web.json_response({"error": f"bad request: {exc}"}, status=400)
     outcome = doc.get("outcome", "success") if isinstance(doc, dict) else None

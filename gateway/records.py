@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from trajstream import json_input
 from trajstream.emit_file import parse_line
 from trajstream.errors import CodecError, InputRecordError
 from trajstream.gateway.publisher import Record
@@ -65,8 +66,8 @@ def _items(body: bytes, field_name: str) -> list[Any]:
     """The request's items: a JSON object holding a list under ``field_name``, a JSON list, or JSON lines."""
     text = body.decode("utf-8")
     try:
-        doc = json.loads(text)
-    except json.JSONDecodeError:
+        doc = json_input.loads(text)
+    except json_input.JSONInputError:
         lines = [line for line in text.splitlines() if line.strip()]
         if len(lines) < 2:
             raise
@@ -121,8 +122,8 @@ def trajectories_batch(body: bytes, settings: Settings, codec: EventCodec, scrub
         doc = item if isinstance(item, dict) else None
         if doc is None:
             try:
-                doc = json.loads(text)
-            except json.JSONDecodeError:
+                doc = json_input.loads(text)
+            except json_input.JSONInputError:
                 doc = None
         agent = _text(doc.get("agent_id")) if isinstance(doc, dict) else None
         environment = _text(doc.get("environment", "dev")) if isinstance(doc, dict) else None

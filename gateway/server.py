@@ -35,7 +35,8 @@ def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) ->
 
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Keys first, then the body limit (counted after decompression), then the handler; overload is a 503."""
+    """Keys first, then the body limit (counted after decompression) and its decoding, then the handler;
+    overload is a 503."""
     gw = request.app[GATEWAY]
     otlp_route = request.path == "/v1/traces"
     encoding = otlp.JSON
@@ -56,6 +57,11 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except Denied as exc:
         return fail(exc.status, exc.message)
+    except web.RequestPayloadError as exc:  # a Content-Encoding the body does not follow (aiohttp's 500 else)
+        # Connection: close, or aiohttp reads the rest of the body after the answer, meets the error again and
+        # drops the connection before the answer reaches the client.
+        reason = " ".join(str(exc).split())
+        return fail(400, f"the request body cannot be read: {reason}", {"Connection": "close"})
     except web.HTTPRequestEntityTooLarge:
         limit = gw.settings.gateway_max_request_bytes
         return fail(

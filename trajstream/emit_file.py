@@ -23,7 +23,6 @@ error, timeout) and ``persist: false`` on any message are trajstream extensions.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trajstream import json_input
 from trajstream.errors import CodecError, EventTooLargeError, InputRecordError
 from trajstream.topics import DEAD_LETTER_TOPIC
 from trajstream_sdk.emitter import AsyncEmitter
@@ -83,9 +83,9 @@ def _number(doc: dict[str, Any], key: str) -> float | None:
 def parse_line(text: str, scrub: Callable[[str], str] = lambda s: s) -> tuple[str, list[Event]]:
     """Validate one line and return its trajectory id and events, or raise InputRecordError."""
     try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputRecordError(f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+        doc = json_input.loads(text)
+    except json_input.JSONInputError as exc:
+        raise InputRecordError(f"invalid JSON: {exc}") from None
     _require(isinstance(doc, dict), f"a line must be a JSON object, got {type(doc).__name__}")
     task = doc.get("task")
     _require(isinstance(task, str) and bool(task.strip()), "missing task: a non-empty string is required")

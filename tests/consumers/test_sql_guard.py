@@ -117,19 +117,21 @@ ACCEPTED = [
 @pytest.fixture(scope="module")
 def store(chdb_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str]]:
     """One database for the module: every refusal must leave it as it was, which each test checks."""
-    settings = Settings(
-        home=tmp_path_factory.mktemp("home"),
-        clickhouse_dsn=f"chdb://{chdb_dir}",
-        clickhouse_database=f"t{uuid.uuid4().hex[:10]}",
-    )
+    client, db = sentinel_store(chdb_dir, tmp_path_factory.mktemp("home"))
+    yield client, db
+    client.command(f"DROP DATABASE IF EXISTS {db}")
+    client.close()
+
+
+def sentinel_store(chdb_dir: Path, home: Path) -> tuple[Any, str]:
+    """A fresh database on ``chdb_dir``, migrated, with a sentinel table of one row (atheris_run.py uses it too)."""
+    settings = Settings(home=home, clickhouse_dsn=f"chdb://{chdb_dir}", clickhouse_database=f"t{uuid.uuid4().hex[:10]}")
     client = connect(settings)
     migrate(client, settings)
     db = settings.clickhouse_database
     client.command(f"CREATE TABLE {db}.sentinel (x UInt8) ENGINE = MergeTree ORDER BY x")
     client.command(f"INSERT INTO {db}.sentinel VALUES (1)")
-    yield client, db
-    client.command(f"DROP DATABASE IF EXISTS {db}")
-    client.close()
+    return client, db
 
 
 def _state(client: Any, db: str) -> tuple[Any, ...]:

@@ -94,3 +94,18 @@ async def test_regression_is_a_400_naming_the_field(http: TestClient[Any, Any], 
     response = await http.post(route, data=json.dumps(body), headers={"Content-Type": "application/json"})
     assert response.status == 400
     assert (await response.json())["error"].startswith(reason)
+
+
+# The gateway's fuzzing found these 500s; the data API reads its bodies the same way (json_http.json_body).
+@pytest.mark.parametrize(
+    ("body", "headers", "reason"),
+    [
+        (b"[" * 100_000, {}, "the body is not JSON: nested deeper than 100"),  # RecursionError
+        (b"not gzip", {"Content-Encoding": "gzip"}, "the body cannot be read"),  # RequestPayloadError
+    ],
+)
+async def test_regression_unreadable_bodies_are_a_400(http: TestClient[Any, Any], body: bytes,
+                                                      headers: dict[str, str], reason: str) -> None:  # fmt: skip
+    response = await http.post("/sql", data=body, headers={"Content-Type": "application/json", **headers})
+    assert response.status == 400
+    assert (await response.json())["error"].startswith(reason)

@@ -177,3 +177,17 @@ REGRESSIONS = [
 def test_regression_is_refused_with_its_reason(doc: dict[str, Any], reason: str) -> None:
     with pytest.raises(InputRecordError, match=reason):
         parse_line(json.dumps(doc))
+
+
+# Found by the gateway's fuzzing (its /v1/trajectories reads this format): json.loads' other two failures.
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('{"task": "t", "messages": ' + "[" * 5000 + "]" * 5000 + "}", "nested deeper than 100"),  # RecursionError
+        ('{"task": "t", "messages": [1], "reward": 1' + "0" * 5000 + "}", "integer string conversion"),  # ValueError
+        ('{"task": "t", "messages": ' + "[" * 101 + "]" * 101 + "}", "nested deeper than 100"),  # parses, too deep
+    ],
+)
+def test_regression_json_that_fails_to_load_otherwise_is_refused(text: str, reason: str) -> None:
+    with pytest.raises(InputRecordError, match=f"invalid JSON: .*{reason}"):
+        parse_line(text)

@@ -39,6 +39,12 @@ def _fill(statement: str, secret: Path, out: Path, db: str) -> str:
 
 
 def _reads_or_refuses(store: tuple[Any, str], tmp: Path, statement: str) -> None:
+    event(reads_or_refuses(store, tmp, statement))  # --hypothesis-show-statistics counts them
+
+
+def reads_or_refuses(store: tuple[Any, str], tmp: Path, statement: str) -> str:
+    """Run ``statement`` through the guard and check what came of it (atheris_run.py calls this too);
+    returns what it was: read, or refused and why."""
     client, db = store
     secret, out = tmp / "secret.txt", tmp / "out.txt"
     secret.write_text(f"{MARKER}\n")
@@ -50,15 +56,16 @@ def _reads_or_refuses(store: tuple[Any, str], tmp: Path, statement: str) -> None
     except ClickHouseError as exc:
         assert str(exc).strip(), "a refusal without a reason"
         assert MARKER not in str(exc)
-        event(f"refused: {str(exc).split(':')[0][:40]}")  # --hypothesis-show-statistics counts them
+        outcome = f"refused: {str(exc).split(':')[0][:40]}"
     else:
-        event("read")
+        outcome = "read"
         # What ran is what ClickHouse formatted: a read statement, whatever the text around it was.
         formatted = client.query("SELECT formatQuerySingleLine({s:String})", parameters={"s": result_sql}).result_rows
         assert formatted[0][0].split()[0].upper() in READS, formatted
         assert MARKER not in repr(result["rows"]), "a read of this machine's files got through"
     assert _state(client, db) == before
     assert not out.exists(), "a file was written"
+    return outcome
 
 
 @pytest.fixture(scope="module")
