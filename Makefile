@@ -25,7 +25,7 @@ help:
 	@echo "make chaos    kill every part under load, scale out, run out of disk and memory; count everything"
 	@echo "make soak     10 minutes at 50 trajectories/s (docs/soak.png), 20 rounds of down/up/sql, the other slow tests"
 	@echo "make security the SASL_SSL (SCRAM-SHA-512) broker with ACLs, alone (make test runs it too)"
-	@echo "make fuzz     the fuzz tests with 100x the examples (hypothesis profile long)"
+	@echo "make fuzz     the fuzz tests with 100x the examples, then atheris for a minute on each target"
 	@echo "make bench    run the benchmarks under benchmarks/"
 	@echo "make lock     re-resolve requirements.lock from pyproject.toml"
 	@echo "make contract after a schema change: write the shared vectors and the SDKs' contract tables"
@@ -92,6 +92,10 @@ chaos: install
 security: install
 	$(BIN)/pytest tests/security $(PYTEST_ARGS)
 
-# The fuzz tests at length: 100 times the examples `make test` runs.
+# The fuzz tests at length: 100 times the examples `make test` runs, then atheris (coverage-guided) for
+# FUZZ_SECONDS on each target.
+FUZZ_SECONDS ?= 60
 fuzz: install
-	HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/fuzz -o timeout=1800 $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/fuzz -m "slow or not slow" -o timeout=1800 $(PYTEST_ARGS)
+	for t in codec emit sql-guard gateway-json gateway-otlp data-api; do \
+		$(BIN)/python -m tests.fuzz.atheris_run --target $$t --seconds $(FUZZ_SECONDS) || exit 1; done

@@ -13,6 +13,9 @@ import pytest
 from tests.fuzz.atheris_run import TARGETS
 from trajstream.settings import PROJECT_ROOT
 
+# 90 s on 2 cores (six fuzzers start): `make fuzz` runs it before a minute of each target; `make soak` too.
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_each_target_runs_and_reports_its_case_count(target: str, tmp_path: Path) -> None:
