@@ -253,6 +253,10 @@ def _sink_detail(name: str, sink: dict[str, Any]) -> str:
     store = sink.get("store", {})
     if not store.get("open"):
         text = f"{name} not open: {store.get('error') or 'opening'}"
+    elif loop.get("waiting_since") and loop.get("cause"):  # the store refuses every write: say why first
+        since = time.time() - float(loop["waiting_since"])
+        text = (f"{name} {loop['cause']} for {since:.0f}s: nothing taken or committed until it takes writes "
+                f"again ({loop.get('last_error', '')[:160]})")  # fmt: skip
     elif loop.get("waiting_since"):
         since = time.time() - float(loop["waiting_since"])
         text = f"waiting for {name} for {since:.0f}s ({loop.get('last_error', '')[:160]})"

@@ -1,0 +1,170 @@
+"""Resources run out (issue 17): the broker's disk, chDB's disk, a worker's memory.
+
+In each case the pipeline stops taking what it cannot store, says so in `trajstream status` and the logs,
+loses nothing that was acknowledged, and resumes once the resource returns. The small disks are tmpfs
+mounts (root only: the tests skip without it); chDB opens one data directory per process, so the chDB on
+a small disk lives in a `trajstream worker data` subprocess, never in this one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.env import env_for, free_port, trajstream_bin
+from tests.support.small_fs import fill, free_bytes, grow, small_filesystem
+from tests.support.streams import publish
+from trajstream.data_api import api_headers
+from trajstream.parts import pid_file, ready_pid
+from trajstream.pipeline import PartStatus, status
+from trajstream.settings import Settings
+from trajstream.streams.in_process import Pipeline
+from trajstream.synthetic import tool_trajectory
+from trajstream_sdk.codec import SingleObjectCodec
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _rows(settings: Settings) -> dict[str, PartStatus]:
+    return {row.name.strip(): row for row in status(settings)}
+
+
+def _wait(what: str, check: Any, timeout_s: float, interval_s: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while not (got := check()):
+        assert time.monotonic() < deadline, f"{what}: not within {timeout_s:.0f}s"
+        time.sleep(interval_s)
+    return got
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+# --- chDB's disk ------------------------------------------------------------------------------------------
+def _scored(settings: Settings, codec: SingleObjectCodec, count: int) -> dict[str, bytes]:
+    pipeline = Pipeline(settings, codec)
+    out: dict[str, bytes] = {}
+    for n in range(count):
+        tid, events = tool_trajectory(codec, f"Replace the broken kettle of order {n}", "lookup", "success", "success")
+        (out[tid],) = pipeline.run(events)
+    return out
+
+
+@contextmanager
+def _data_worker(settings: Settings, log: Path, **env: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`trajstream worker data` on ``settings`` (its own home, chDB and milvus-lite), ready when this returns."""
+    with open(log, "ab") as handle:
+        proc = subprocess.Popen([str(trajstream_bin()), "worker", "data"], env={**env_for(settings), **env},
+                                stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        pid_file(settings, "data").parent.mkdir(parents=True, exist_ok=True)
+        pid_file(settings, "data").write_text(str(proc.pid))  # what the supervisor would write: `status` reads it
+
+        def ready() -> bool:
+            assert proc.poll() is None, f"the data worker exited ({proc.returncode}):\n{log.read_text()[-3000:]}"
+            return ready_pid(settings, "data") == proc.pid
+
+        _wait("the data worker ready", ready, 150)
+        yield proc
+    finally:
+        _stop(proc)
+
+
+def _sql(settings: Settings, query: str) -> list[list[Any]]:
+    answer = httpx.post(f"http://127.0.0.1:{settings.api_port}/sql", json={"query": query},
+                        headers=api_headers(settings), timeout=30).json()  # fmt: skip
+    assert "result" in answer, answer
+    rows: list[list[Any]] = answer["result"]["rows"]
+    return rows
+
+
+def _landed(settings: Settings) -> tuple[int, int]:
+    """Rows of trajectories, and distinct trajectories, in the worker's ClickHouse."""
+    ((rows, distinct),) = _sql(settings, "SELECT count(), uniqExact(trajectory_id) FROM trajstream.trajectories")
+    return int(rows), int(distinct)
+
+
+def _health(settings: Settings) -> dict[str, Any]:
+    health: dict[str, Any] = httpx.get(f"http://127.0.0.1:{settings.api_port}/health", timeout=10).json()
+    return health
+
+
+@pytest.mark.timeout(300)
+async def test_chdb_disk_full_stops_the_sink_without_losing_or_dead_lettering_and_it_lands_all_once_space_returns(
+    topics: Settings, codec: SingleObjectCodec, tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    with small_filesystem(tmp_path / "chdb-disk", "64m") as disk:
+        settings = topics.model_copy(update={
+            "home": tmp_path / "home", "api_port": free_port(), "milvus_local": "lite",
+            "clickhouse_dsn": f"chdb://{disk / 'clickhouse'}",
+        })  # fmt: skip
+        env = {"TRAJSTREAM_CLICKHOUSE_DSN": settings.clickhouse_dsn or "", "TRAJSTREAM_SINK_BATCH_ROWS": "8",
+               "TRAJSTREAM_SINK_RETRY_ATTEMPTS": "2", "TRAJSTREAM_SINK_RETRY_BACKOFF_S": "0.2",
+               "TRAJSTREAM_SINK_RETRY_MAX_BACKOFF_S": "2"}  # fmt: skip
+        scored = await asyncio.to_thread(_scored, settings, codec, 30)
+        ids = list(scored)
+        log = tmp_path / "data-worker.log"
+        with _data_worker(settings, log, **env) as worker:
+            # Some land while there is space.
+            await publish(settings, [("trajectories.scored", t.encode(), scored[t]) for t in ids[:10]])
+            await asyncio.to_thread(_wait, "the first 10 landed", lambda: _landed(settings) == (10, 10), 60)
+
+            ballast = fill(disk)
+            assert free_bytes(disk) < 4096, free_bytes(disk)
+            # Acknowledged by the broker: from here the pipeline owes them to ClickHouse.
+            await publish(settings, [("trajectories.scored", t.encode(), scored[t]) for t in ids[10:]])
+
+            def full_shown() -> PartStatus | None:
+                row = _rows(settings)["clickhouse sink"]
+                return row if "ClickHouse disk full for" in row.detail else None
+
+            row = await asyncio.to_thread(_wait, "status says disk full", full_shown, 60)
+            assert row.lag == 20, row  # nothing of what it could not store was committed
+            assert "NOT_ENOUGH_SPACE" in row.detail or "No space left" in row.detail, row
+            health = await asyncio.to_thread(_health, settings)
+            assert health["status"] == "degraded"
+            assert health["sinks"]["clickhouse"]["loop"]["cause"] == "disk full"
+            await asyncio.sleep(8)  # it keeps waiting: with back-off, not in a tight loop, not dying
+            assert worker.poll() is None
+            text = log.read_text(errors="replace")
+            waits = text.count("ClickHouse disk full; the")
+            assert 2 <= waits <= 20, f"{waits} retries in ~10 s:\n{text[-3000:]}"
+            assert "(nothing is committed)" in text
+            assert await asyncio.to_thread(_landed, settings) == (10, 10)
+            loop = (await asyncio.to_thread(_health, settings))["sinks"]["clickhouse"]["loop"]
+            assert loop["dead_lettered"] == 0 and loop["poison"] == 0, loop
+
+            grow(disk, "256m")  # space returns; the ballast stays
+            await asyncio.to_thread(_wait, "all 30 landed", lambda: _landed(settings) == (30, 30), 90)
+            assert set(map(tuple, _sql(settings, "SELECT trajectory_id FROM trajstream.trajectories"))) == {
+                (t,) for t in ids
+            }
+
+            def caught_up() -> PartStatus | None:
+                row = _rows(settings)["clickhouse sink"]
+                return row if row.lag == 0 else None
+
+            row = await asyncio.to_thread(_wait, "status back to landing", caught_up, 60)
+            assert "30 trajectories landed" in row.detail and "disk full" not in row.detail, row
+            loop = (await asyncio.to_thread(_health, settings))["sinks"]["clickhouse"]["loop"]
+            assert loop["dead_lettered"] == 0 and loop["poison"] == 0 and loop["outages"] == 1, loop
+            assert "ClickHouse takes writes again" in log.read_text(errors="replace")
+    print(f"chDB disk full: ballast {ballast} bytes, {time.monotonic() - started:.0f}s")
