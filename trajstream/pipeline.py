@@ -290,7 +290,10 @@ def status(settings: Settings, with_lag: bool = True) -> list[PartStatus]:
     out = []
     if not settings.uses_external_kafka:
         broker = LocalBroker(settings).status()
-        out.append(PartStatus("broker", broker.pid, None, "running" if broker.running else "not running"))
+        shown = broker.detail if not broker.running else "running"
+        if broker.running and (full := LocalBroker(settings).disk_full()):
+            shown += f"; {full}: producers will fail soon"
+        out.append(PartStatus("broker", broker.pid, None, shown))
     # No broker listening, no lag to ask for: the Kafka client would only log its connection errors. Whether
     # one listens, not this home's pid file, decides: tests and other homes share a broker.
     with_lag = with_lag and _listening(settings.bootstrap)

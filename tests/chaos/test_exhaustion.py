@@ -9,6 +9,7 @@ a small disk lives in a `trajstream worker data` subprocess, never in this one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -20,16 +21,21 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from tests.support.env import env_for, free_port, trajstream_bin
 from tests.support.small_fs import fill, free_bytes, grow, small_filesystem
 from tests.support.streams import publish
+from trajstream.broker import LocalBroker
 from trajstream.data_api import api_headers
+from trajstream.errors import BrokerError
 from trajstream.parts import pid_file, ready_pid
 from trajstream.pipeline import PartStatus, status
+from trajstream.reader import read_topic
 from trajstream.settings import Settings
 from trajstream.streams.in_process import Pipeline
 from trajstream.synthetic import tool_trajectory
+from trajstream.topics import EVENTS_TOPIC, TOPICS, create_topics
 from trajstream_sdk.codec import SingleObjectCodec
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -55,6 +61,93 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+# --- the broker's disk -------------------------------------------------------------------------------------
+async def _produce_until_refused(settings: Settings, acked: set[bytes], tried: list[bytes], errors: list[str]) -> None:
+    """64 KiB records, 16 in flight, until the broker refuses some. An acknowledgement is waited for 20 s at most:
+    aiokafka keeps retrying a batch whose broker is gone (that wait is the producer's error, nothing acked)."""
+    producer = AIOKafkaProducer(**settings.durable_producer_options(), request_timeout_ms=10_000)
+    await producer.start()
+    topic = settings.topic(EVENTS_TOPIC)
+    try:
+        n = 0
+        while not errors and n < 5000:
+            keys = [f"r{n + i:05d}".encode() for i in range(16)]
+            n += len(keys)
+            tried.extend(keys)
+            sent = []
+            for key in keys:
+                try:
+                    sent.append((key, await producer.send(topic, os.urandom(64 * 1024), key=key)))
+                except Exception as exc:  # refused before it left: nothing was acknowledged
+                    errors.append(f"{type(exc).__name__}: {exc}")
+            for key, future in sent:
+                try:
+                    await asyncio.wait_for(future, 20)
+                    acked.add(key)
+                except Exception as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+    finally:
+        with contextlib.suppress(Exception):  # its pending batches would wait for the broker for ever
+            await asyncio.wait_for(producer.stop(), 5)
+
+
+async def _produce_again(settings: Settings, keys: list[bytes]) -> None:
+    producer = AIOKafkaProducer(**settings.durable_producer_options())
+    await producer.start()
+    try:
+        for key in keys:
+            await producer.send_and_wait(settings.topic(EVENTS_TOPIC), b"again", key=key)
+    finally:
+        await producer.stop()
+
+
+async def _keys(settings: Settings) -> list[bytes]:
+    return [r.key or b"" async for r in read_topic(settings, settings.topic(EVENTS_TOPIC))]
+
+
+@pytest.mark.timeout(300)
+def test_broker_disk_full_refuses_producers_says_why_and_keeps_every_acknowledged_record(tmp_path: Path) -> None:
+    # Not a coroutine: LocalBroker starts and answers `status` with asyncio.run of its own.
+    started = time.monotonic()
+    settings = Settings(home=tmp_path / "broker-home", broker_port=free_port(), controller_port=free_port(),
+                        topic_partitions=1, topic_prefix="full.")  # fmt: skip
+    broker = LocalBroker(settings)
+    with small_filesystem(broker.data_dir, "24m") as disk:
+        try:
+            broker.start()
+            events = next(t for t in TOPICS if t.name == EVENTS_TOPIC)
+            asyncio.run(create_topics(settings, (events,)))
+            acked: set[bytes] = set()
+            tried: list[bytes] = []
+            errors: list[str] = []
+            asyncio.run(_produce_until_refused(settings, acked, tried, errors))
+            filled_at = time.monotonic()
+            assert errors and len(acked) >= 50, (len(acked), errors[:3])
+            print(f"broker disk: {len(acked)} of {len(tried)} acknowledged; first errors: {errors[:3]}")
+            # Kafka takes the failed log dir offline; with its only one (and the metadata log) gone it halts.
+            _wait("the broker gone", lambda: broker.pid() is None, 60)
+            log = broker.logs(5000)
+            assert "No space left on device" in log, log[-3000:]
+            row = _rows(settings)["broker"]
+            assert row.pid is None and "not running: its data dir" in row.detail, row
+            assert "is full" in row.detail and "disk full (No space left on device)" in row.detail, row
+            with pytest.raises(BrokerError, match=r"not starting the broker: its data dir .* is full"):
+                broker.start()  # on a disk still full it would only fail again
+
+            grow(disk, "256m")
+            broker.start()  # on the same data
+            assert "disk full" not in _rows(settings)["broker"].detail
+            kept = asyncio.run(_keys(settings))
+            lost = acked - set(kept)
+            assert not lost, f"{len(lost)} acknowledged records lost: {sorted(lost)[:5]}"
+            assert set(kept) <= set(tried)
+            asyncio.run(_produce_again(settings, [f"again{n}".encode() for n in range(10)]))
+            assert {f"again{n}".encode() for n in range(10)} <= set(asyncio.run(_keys(settings)))
+            print(f"broker disk full: filled in {filled_at - started:.0f}s, {time.monotonic() - started:.0f}s in all")
+        finally:
+            broker.stop()
 
 
 # --- chDB's disk ------------------------------------------------------------------------------------------
