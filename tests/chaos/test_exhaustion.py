@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import signal
 import subprocess
+import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +28,7 @@ from aiokafka import AIOKafkaProducer
 
 from tests.support.env import env_for, free_port, trajstream_bin
 from tests.support.small_fs import fill, free_bytes, grow, small_filesystem
-from tests.support.streams import publish
+from tests.support.streams import publish, read
 from trajstream.broker import LocalBroker
 from trajstream.data_api import api_headers
 from trajstream.errors import BrokerError
@@ -33,10 +36,12 @@ from trajstream.parts import pid_file, ready_pid
 from trajstream.pipeline import PartStatus, status
 from trajstream.reader import read_topic
 from trajstream.settings import Settings
+from trajstream.streams.assembly import Assembler, Input
 from trajstream.streams.in_process import Pipeline
 from trajstream.synthetic import tool_trajectory
 from trajstream.topics import EVENTS_TOPIC, TOPICS, create_topics
 from trajstream_sdk.codec import SingleObjectCodec
+from trajstream_sdk.events import Message, ToolCall, end_record, start_record, turn_record
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -261,3 +266,107 @@ async def test_chdb_disk_full_stops_the_sink_without_losing_or_dead_lettering_an
             assert loop["dead_lettered"] == 0 and loop["poison"] == 0 and loop["outages"] == 1, loop
             assert "ClickHouse takes writes again" in log.read_text(errors="replace")
     print(f"chDB disk full: ballast {ballast} bytes, {time.monotonic() - started:.0f}s")
+
+
+# --- a worker's memory --------------------------------------------------------------------------------------
+_SUPERVISE_ENRICH = """
+from trajstream.parts import PARTS
+from trajstream.settings import Settings
+from trajstream.supervisor import Supervisor
+
+Supervisor(Settings(), parts=tuple(p for p in PARTS if p.name == "enrich")).run()
+"""
+
+
+def _big_request(settings: Settings, codec: SingleObjectCodec, tid: str, text_bytes: int) -> bytes:
+    """An enrichment request as assembly makes it, for a trajectory of three turns of ``text_bytes`` each."""
+    assembler = Assembler(settings, codec)
+    events = [codec.encode("trajectory_start", start_record(tid, "Summarise the ledger", agent_id="a"))]
+    for i in range(3):
+        text = " ".join(f"entry{i}-{n} order {n} refunded" for n in range(text_bytes // 32))
+        events.append(
+            codec.encode(
+                "turn",
+                turn_record(tid, i, [Message.text("user", text), Message("assistant", ToolCall("sum", f"c{i}", {}))]),
+            )
+        )
+    events.append(codec.encode("trajectory_end", end_record(tid, "success", turn_count=3)))
+    state, outputs = None, []
+    for i, value in enumerate(events):
+        result = assembler.handle(Input(settings.topic("events"), 0, i, tid.encode(), value, int(time.time() * 1000)),
+                                  state)  # fmt: skip
+        state, outputs = result.state or state, result.outputs
+    (request,) = [o.value for o in outputs if o.topic == settings.topic("enrichment.requests")]
+    return request
+
+
+def _vm_peak(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmPeak:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmPeak for {pid}")
+
+
+def _limit(pid: int, limit: int) -> None:
+    resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
+
+
+@pytest.mark.skip(
+    reason="unfinished: under a RLIMIT_AS 24 MiB above the idle worker's VmPeak the load reached the "
+    "limit in one run of three (aiokafka then logged MemoryError 4622 times and never exited; the exit "
+    "on MemoryError is now in trajstream/out_of_memory.py) and in the others the worker neither died "
+    "nor answered within 120 s: the load must be made to reach the limit every time"
+)
+@pytest.mark.timeout(300)
+async def test_a_worker_at_its_memory_limit_dies_is_restarted_says_why_and_loses_no_request(
+    topics: Settings, codec: SingleObjectCodec, tmp_path: Path
+) -> None:
+    """The enrichment worker under RLIMIT_AS (set on its supervisor, so every restart inherits it) gets a load
+    of large requests: it dies of MemoryError, the supervisor starts it again, `status` says why, and once the
+    limit is raised every request acknowledged by the broker has its result."""
+    started = time.monotonic()
+    settings = topics.model_copy(update={"home": tmp_path / "home"})
+    env = {**env_for(settings), "TRAJSTREAM_RESTART_BACKOFF_S": "0.5", "TRAJSTREAM_RESTART_MAX_BACKOFF_S": "2"}
+    log = tmp_path / "supervisor.log"
+    with open(log, "ab") as handle:
+        supervisor = subprocess.Popen([sys.executable, "-c", _SUPERVISE_ENRICH], env=env, stdout=handle,
+                                      stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        worker = await asyncio.to_thread(_wait, "the enrichment worker ready",
+                                         lambda: ready_pid(settings, "enrich"), 90)  # fmt: skip
+        # The limit: what the idle worker mapped, and a little more. Set on the running worker and on the
+        # supervisor, whose next children inherit it (RLIMIT_AS is per process, inherited across fork).
+        limit = _vm_peak(worker) + 24 * 1024 * 1024
+        _limit(worker, limit)
+        _limit(supervisor.pid, max(limit, _vm_peak(supervisor.pid) + 64 * 1024 * 1024))
+        ids = [str(uuid.uuid4()) for _ in range(48)]
+        requests = await asyncio.to_thread(lambda: [_big_request(settings, codec, t, 100_000) for t in ids])
+        await publish(settings, [("enrichment.requests", t.encode(), r) for t, r in zip(ids, requests, strict=True)])
+
+        def died_of_memory() -> PartStatus | None:
+            row = _rows(settings)["enrich"]
+            return row if "out of memory" in row.detail else None
+
+        row = await asyncio.to_thread(_wait, "status says out of memory", died_of_memory, 120)
+        print(f"worker memory: limit {limit} bytes; status: {row.detail}")
+        assert "exit code" in row.detail or "signal" in row.detail, row
+        assert "MemoryError" in (tmp_path / "home" / "logs" / "enrich.log").read_text(errors="replace")
+
+        # Memory returns: the next worker the supervisor starts runs without the limit.
+        _limit(supervisor.pid, resource.RLIM_INFINITY)
+        if (pid := ready_pid(settings, "enrich")) is not None:
+            os.killpg(pid, signal.SIGKILL)  # one still under the limit gives way to one without it
+
+        async def results() -> set[str]:
+            return {r.key.decode() for r in await read(settings, codec, "enrichment.results") if r.key}
+
+        deadline = time.monotonic() + 120
+        while (done := await results()) != set(ids):
+            assert time.monotonic() < deadline, f"{len(set(ids) - done)} of {len(ids)} requests have no result"
+            await asyncio.sleep(1)
+        letters = [r for r in await read(settings, codec, "deadletter") if r.key and r.key.decode() in ids]
+        assert letters == [], letters
+        assert supervisor.poll() is None, "the supervisor itself must survive"
+        print(f"worker memory: {time.monotonic() - started:.0f}s")
+    finally:
+        _stop(supervisor)
