@@ -12,6 +12,7 @@ which the consumer group gives (the topics are keyed by trajectory id).
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -52,6 +53,10 @@ KEYS: dict[str, tuple[str, ...]] = {
     "dead_letters": ("dlq_partition", "dlq_offset"),
     "model_versions": ("model_name", "version", "event", "at"),
 }
+# How ClickHouse (a server, or chDB) says its disk is full: it could not reserve space for a part (code 243), or
+# a write failed with ENOSPC. Seen from chDB on a full tmpfs: "Code: 243. DB::Exception: Cannot reserve
+# 1.00 MiB, not enough space. (NOT_ENOUGH_SPACE)".
+_DISK_FULL = ("NOT_ENOUGH_SPACE", "Code: 243.", "No space left on device", "ENOSPC")
 # Insert order: the rollups' source goes last, so a failure earlier leaves nothing half-counted.
 ORDER = ("dead_letters", "model_versions", "turns", "messages", "tool_calls", "rewards", "credits", "decisions",
          "entities", "trajectories", "trajectory_deltas")  # fmt: skip
@@ -101,6 +106,12 @@ class ClickHouseSink(BatchSink):
     @property
     def store(self) -> str:
         return "ClickHouse"
+
+    def outage(self, error: BaseException) -> str | None:
+        """A full disk refuses every insert until space returns: no record is to blame, none is dead-lettered."""
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return "disk full"
+        return "disk full" if any(sign in str(error) for sign in _DISK_FULL) else None
 
     async def store_answers(self) -> bool:
         try:

@@ -57,6 +57,23 @@ class BrokerStatus:
     detail: str = ""
 
 
+# How Kafka's log says a write found its disk full. Kafka 4.1 takes the data dir offline and, with its only
+# log dir (and the metadata log) gone, halts the broker: see tests/chaos/test_exhaustion.py.
+_NO_SPACE = "No space left on device"
+_STARTED = "--- broker started "  # the line each start writes into the log: what came before is an earlier run
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    size = float(n)
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024 or unit == "GiB":
+            break
+    return f"{size:.1f} {unit}"
+
+
 # Kafka's Uuid.randomUuid rule: never the zero id, nor the metadata topic's (0, 1), nor one whose
 # URL-safe base64 form starts with "-" (command-line parsers take that for an option).
 _RESERVED_IDS = (bytes(16), bytes(15) + b"\x01")
@@ -153,6 +170,8 @@ class LocalBroker:
             self._check_ports()
             jars = self.jars()
             self._write_config()
+            if full := self.disk_full():
+                raise BrokerError(f"not starting the broker: {full}; free space or grow that filesystem first")
             self._format_once(jars)
             proc = self._launch(jars)
             self.progress(f"broker starting (pid {proc.pid}); waiting for metadata on {self.settings.bootstrap}")
@@ -237,6 +256,8 @@ class LocalBroker:
             "kafka.Kafka", str(self.properties),
         ]  # fmt: skip
         with open(self.log_file, "ab") as log:
+            log.write(f"{_STARTED}{time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
+            log.flush()
             try:
                 proc = subprocess.Popen(
                     cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
@@ -254,7 +275,8 @@ class LocalBroker:
             exited = proc.poll() is not None if proc is not None else self.pid() != pid
             if exited:
                 self.pid_file.unlink(missing_ok=True)
-                raise BrokerError(f"the broker exited during start-up; last log lines:\n{self.logs(30)}")
+                why = f" ({trouble})" if (trouble := self.disk_trouble()) else ""
+                raise BrokerError(f"the broker exited during start-up{why}; last log lines:\n{self.logs(30)}")
             try:
                 with _quiet_aiokafka():
                     asyncio.run(_describe(self.settings, timeout_s=5.0))
@@ -293,7 +315,10 @@ class LocalBroker:
         external = self.settings.uses_external_kafka
         pid = None if external else self.pid()
         if not external and pid is None:
-            return BrokerStatus(False, self.settings.bootstrap, external, detail="not running")
+            trouble = self.disk_trouble()
+            return BrokerStatus(
+                False, self.settings.bootstrap, external, detail=f"not running{trouble and ': '}{trouble}"
+            )
         try:
             with _quiet_aiokafka():
                 cluster_id, brokers, topics = asyncio.run(_describe(self.settings, timeout_s=10.0))
@@ -303,6 +328,28 @@ class LocalBroker:
 
     def logs(self, lines: int = 100) -> str:
         return log_tail(self.log_file, lines)
+
+    def disk_full(self) -> str:
+        """Says so when the data dir's filesystem has less room than one largest record; else empty."""
+        try:
+            stat = os.statvfs(self.data_dir)
+        except OSError:
+            return ""
+        free, total = stat.f_bavail * stat.f_frsize, stat.f_blocks * stat.f_frsize
+        if free >= self.settings.limits.message_bytes:
+            return ""
+        return f"its data dir {self.data_dir} is full ({_size(free)} free of {_size(total)})"
+
+    def disk_trouble(self) -> str:
+        """Why the local broker cannot store, if it cannot: its data dir full now, or its last run stopped on a
+        full disk (Kafka takes a log dir that fails a write offline, and halts with its only one); else empty."""
+        notes = [full] if (full := self.disk_full()) else []
+        last_run = self.logs(2000).rpartition(_STARTED)[2]
+        if _NO_SPACE in last_run:
+            notes.append(
+                f"its last run failed writing: disk full ({_NO_SPACE}) in {self.data_dir}; see {self.log_file}"
+            )
+        return "; ".join(notes)
 
 
 @contextlib.contextmanager

@@ -254,6 +254,10 @@ def _sink_detail(name: str, sink: dict[str, Any]) -> str:
     store = sink.get("store", {})
     if not store.get("open"):
         text = f"{name} not open: {store.get('error') or 'opening'}"
+    elif loop.get("waiting_since") and loop.get("cause"):  # the store refuses every write: say why first
+        since = time.time() - float(loop["waiting_since"])
+        text = (f"{name} {loop['cause']} for {since:.0f}s: nothing taken or committed until it takes writes "
+                f"again ({loop.get('last_error', '')[:160]})")  # fmt: skip
     elif loop.get("waiting_since"):
         since = time.time() - float(loop["waiting_since"])
         text = f"waiting for {name} for {since:.0f}s ({loop.get('last_error', '')[:160]})"
@@ -287,7 +291,10 @@ def status(settings: Settings, with_lag: bool = True) -> list[PartStatus]:
     out = []
     if not settings.uses_external_kafka:
         broker = LocalBroker(settings).status()
-        out.append(PartStatus("broker", broker.pid, None, "running" if broker.running else "not running"))
+        shown = broker.detail if not broker.running else "running"
+        if broker.running and (full := LocalBroker(settings).disk_full()):
+            shown += f"; {full}: producers will fail soon"
+        out.append(PartStatus("broker", broker.pid, None, shown))
     # No broker listening, no lag to ask for: the Kafka client would only log its connection errors. Whether
     # one listens, not this home's pid file, decides: tests and other homes share a broker.
     with_lag = with_lag and _listening(settings.bootstrap)

@@ -14,6 +14,8 @@ it is done with. The base owns the rest:
   lasts (its partitions paused, the consumer still in its group, the lag growing); while the store
   answers, the batch is split in halves until the records that fail on their own are found, and
   those are dead-lettered with the store's error (a poison record must not stop the stage forever);
+  while the store refuses every write for a condition of its own that waiting cures (``outage``: its
+  disk full), the batch waits whole with capped back-off and is written again, never split;
 - dead letters with their reason, stage and source, never sent back for a record read from the
   dead-letter topic itself (that would loop);
 - offsets committed only after the write succeeded and everything it produced was acknowledged.
@@ -122,10 +124,13 @@ class LoopStats:
     waiting_since: float | None = None  # UNIX time the current outage began; None while the store answers
     poison: int = 0  # records dead-lettered because their write failed on its own while the store answered
     last_error: str = ""
+    cause: str = ""  # while it waits out a condition of the store (``BatchSink.outage``): which ("disk full")
 
     @property
     def state(self) -> str:
-        return "waiting for its store" if self.waiting_since is not None else "writing"
+        if self.waiting_since is None:
+            return "writing"
+        return f"waiting for its store ({self.cause})" if self.cause else "waiting for its store"
 
 
 async def fill_batch(consumer: AIOKafkaConsumer, stop: asyncio.Event, max_rows: int, max_seconds: float,
@@ -248,6 +253,12 @@ class BatchSink(ABC):
         to ask, and a write that keeps failing stops the loop (the trainer, the enrichment worker)."""
         return None
 
+    def outage(self, error: BaseException) -> str | None:
+        """What ``error`` says of the store itself when it refuses every write for a condition of its own that
+        waiting cures, such as its disk full ("disk full"); None (the default) when it is not one. Such a
+        batch is not split and dead-lettered: it waits whole, its partitions paused, and is written again."""
+        return None
+
     async def store_back(self) -> None:  # noqa: B027 (a hook: most stores need nothing)
         """Called once the store answers again after an outage, before the batch is written again."""
 
@@ -309,7 +320,8 @@ class BatchSink(ABC):
             if await self.store_answers() is None:
                 raise
             self.loop_stats.last_error = _describe(exc)
-        return await self._recover(batch, consumer, stop)
+            error: BaseException = exc
+        return await self._recover(batch, consumer, stop, error)
 
     async def _tries(self, batch: list[Record], attempts: int) -> Written:
         """``write(batch)``, tried up to ``attempts`` times with back-off; the last error is raised."""
@@ -327,40 +339,80 @@ class BatchSink(ABC):
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
-    async def _recover(self, batch: list[Record], consumer: AIOKafkaConsumer, stop: asyncio.Event) -> Written | None:
+    async def _recover(self, batch: list[Record], consumer: AIOKafkaConsumer, stop: asyncio.Event,
+                       error: BaseException) -> Written | None:  # fmt: skip
         """A batch whose tries are spent: wait out the store's outage, or find the records no write takes.
 
-        Parts are written again whole after an outage, split in halves while the store answers; a
-        single record that fails all its tries while the store answers is dead-lettered."""
+        Parts are written again whole after an outage (the store not answering, or refusing every write:
+        ``outage``), split in halves while the store answers; a single record that fails all its tries
+        while the store answers is dead-lettered."""
         written = Written()
         parts = [batch]
         first = True  # the whole batch just failed all its tries: go straight to asking the store
-        while parts:
-            if stop.is_set():
-                return None  # nothing committed: the batch is read again after a restart
-            part = parts.pop()
-            if not first:
-                try:
-                    _merge(written, await self._tries(part, self.retry_attempts if len(part) == 1 else 1))
-                    continue
-                except Exception as exc:
-                    self.loop_stats.last_error = _describe(exc)
-            first = False
-            if await self._wait_for_store(consumer, stop):
+        refusing: Iterator[float] | None = None  # the back-off while the store refuses every write
+        try:
+            while parts:
                 if stop.is_set():
-                    return None
-                parts.append(part)  # the store is back: the same part, whole, again
-            elif len(part) == 1:
-                self.loop_stats.poison += 1
-                reason = (f"writing this record to {self.store} failed {self.retry_attempts} times while the "
-                          f"store answered: {self.loop_stats.last_error}")  # fmt: skip
-                log.error("%s: %s:%d:%d dead-lettered: %s", self.stage, part[0].topic, part[0].partition,
-                          part[0].offset, reason)  # fmt: skip
-                written.rejected.append(Rejected(part[0], reason, "StoreRejected"))
-            else:
-                middle = len(part) // 2
-                parts += [part[middle:], part[:middle]]  # the first half is written first
-        return written
+                    return None  # nothing committed: the batch is read again after a restart
+                part = parts.pop()
+                if not first:
+                    try:
+                        _merge(written, await self._tries(part, self.retry_attempts if len(part) == 1 else 1))
+                        if refusing is not None:
+                            refusing = None
+                            self._accepting(consumer)
+                        continue
+                    except Exception as exc:
+                        self.loop_stats.last_error = _describe(exc)
+                        error = exc
+                first = False
+                if (cause := self.outage(error)) is not None:
+                    if refusing is None:
+                        refusing = self.backoff()
+                        self._refusing(consumer, cause)
+                    delay = next(refusing)
+                    log.error("%s: %s %s; the %d records wait (nothing is committed), written again in %.1fs: %s",
+                              self.stage, self.store, cause, len(part), delay, self.loop_stats.last_error)  # fmt: skip
+                    await _idle_poll(consumer, stop, delay)
+                    parts.append(part)
+                    continue
+                if refusing is not None:
+                    refusing = None
+                    self._accepting(consumer)
+                if await self._wait_for_store(consumer, stop):
+                    if stop.is_set():
+                        return None
+                    parts.append(part)  # the store is back: the same part, whole, again
+                elif len(part) == 1:
+                    self.loop_stats.poison += 1
+                    reason = (f"writing this record to {self.store} failed {self.retry_attempts} times while the "
+                              f"store answered: {self.loop_stats.last_error}")  # fmt: skip
+                    log.error("%s: %s:%d:%d dead-lettered: %s", self.stage, part[0].topic, part[0].partition,
+                              part[0].offset, reason)  # fmt: skip
+                    written.rejected.append(Rejected(part[0], reason, "StoreRejected"))
+                else:
+                    middle = len(part) // 2
+                    parts += [part[middle:], part[:middle]]  # the first half is written first
+            return written
+        finally:
+            if refusing is not None:  # stopped while the store refused: nothing came back, only the pause ends
+                self._accepting(consumer, back=False)
+
+    def _refusing(self, consumer: AIOKafkaConsumer, cause: str) -> None:
+        """The store began refusing every write (``cause``): take nothing more until it accepts again."""
+        self.loop_stats.outages += 1
+        self.loop_stats.waiting_since = time.time()
+        self.loop_stats.cause = cause
+        consumer.pause(*consumer.assignment())
+
+    def _accepting(self, consumer: AIOKafkaConsumer, back: bool = True) -> None:
+        since = self.loop_stats.waiting_since
+        if back:
+            log.warning("%s: %s takes writes again after %.1fs (it was %s)", self.stage, self.store,
+                        time.time() - (since or time.time()), self.loop_stats.cause)  # fmt: skip
+        consumer.resume(*consumer.assignment())
+        self.loop_stats.waiting_since = None
+        self.loop_stats.cause = ""
 
     async def _wait_for_store(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> bool:
         """Return False at once when the store answers. Else wait (partitions paused, back-off capped)

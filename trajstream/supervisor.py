@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import time
@@ -47,8 +48,19 @@ def stop_request_file(settings: Settings) -> Path:
     return run_dir(settings) / "stop.json"
 
 
-def _describe_exit(code: int) -> str:
-    return f"signal {-code}" if code < 0 else f"exit code {code}"
+def _describe_exit(code: int, output: str = "") -> str:
+    """How a part ended, with the why its own last output gives: a MemoryError says it reached its memory limit."""
+    how = f"signal {-code}" if code < 0 else f"exit code {code}"
+    if "MemoryError" in output or "Cannot allocate memory" in output:
+        return f"{how}: out of memory (reached its memory limit)"
+    if code == -signal.SIGKILL:
+        return f"{how} (SIGKILL: a person, or the kernel's OOM killer at a memory limit)"
+    errors = [line.strip() for line in output.splitlines() if _ERROR_LINE.match(line.strip())]
+    return f"{how}: {errors[-1][:200]}" if errors else how
+
+
+# The last line of a Python traceback: "SomeError: what".
+_ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception)(: |$)")
 
 
 class Supervisor:
@@ -56,6 +68,7 @@ class Supervisor:
         self.settings = settings
         self.parts = parts
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.log_starts: dict[str, int] = {}  # where each part's current run begins in its log
         self.state = SupervisorState(os.getpid(), parts={p.name: PartState() for p in parts})
         self._stopping = False
 
@@ -64,6 +77,7 @@ class Supervisor:
         path.parent.mkdir(parents=True, exist_ok=True)
         ready_file(self.settings, part.name).unlink(missing_ok=True)
         with open(path, "ab") as handle:
+            self.log_starts[part.name] = handle.tell()
             handle.write(f"\n--- started {time.strftime('%Y-%m-%d %H:%M:%S')} by the supervisor ---\n".encode())
             handle.flush()
             # Its own session: a stop reaches the part's children too (and only them).
@@ -95,7 +109,7 @@ class Supervisor:
                 ran = now - (state.started_at or now)
                 delay = self._backoff(state, ran)
                 state.pid, state.restarts = None, state.restarts + 1
-                state.last_exit, state.last_exit_at = _describe_exit(code), now
+                state.last_exit, state.last_exit_at = _describe_exit(code, self._output(part.name)), now
                 state.next_start_at = now + delay
                 pid_file(self.settings, part.name).unlink(missing_ok=True)
                 log.error("%s: %s after %.0fs; starting it again in %.0fs (see %s)", part.name, state.last_exit,
@@ -105,6 +119,16 @@ class Supervisor:
                 self._start(part)
                 changed = True
         return changed
+
+    def _output(self, name: str) -> str:
+        """The end of what the part's last run wrote (at most 64 KiB)."""
+        path = log_file(self.settings, name)
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(max(self.log_starts.get(name, 0), path.stat().st_size - 64 * 1024))
+                return handle.read().decode(errors="replace")
+        except OSError:
+            return ""
 
     def _wait_group(self, pgid: int, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
