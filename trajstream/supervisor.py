@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from trajstream.oom_kills import oom_kills
 from trajstream.parts import (
     PARTS,
     SUPERVISOR,
@@ -48,9 +49,12 @@ def stop_request_file(settings: Settings) -> Path:
     return run_dir(settings) / "stop.json"
 
 
-def _describe_exit(code: int, output: str = "") -> str:
-    """How a part ended, with the why its own last output gives: a MemoryError says it reached its memory limit."""
+def _describe_exit(code: int, output: str = "", oom_killed: bool = False) -> str:
+    """How a part ended, with the why its own last output gives: a MemoryError says it reached its memory limit;
+    a SIGKILL while its cgroup counted an OOM kill, that the kernel ended it at its cgroup's memory limit."""
     how = f"signal {-code}" if code < 0 else f"exit code {code}"
+    if code == -signal.SIGKILL and oom_killed:
+        return f"{how} (SIGKILL): out of memory (the kernel's OOM killer, at its cgroup's memory limit)"
     if "MemoryError" in output or "Cannot allocate memory" in output:
         return f"{how}: out of memory (reached its memory limit)"
     if code == -signal.SIGKILL:
@@ -69,6 +73,7 @@ class Supervisor:
         self.parts = parts
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.log_starts: dict[str, int] = {}  # where each part's current run begins in its log
+        self.oom_kills: dict[str, int | None] = {}  # the cgroup's OOM-kill count when each part's run began
         self.state = SupervisorState(os.getpid(), parts={p.name: PartState() for p in parts})
         self._stopping = False
 
@@ -84,6 +89,7 @@ class Supervisor:
             proc = subprocess.Popen([trajstream_binary(), *part.args], stdout=handle, stderr=subprocess.STDOUT,
                                     start_new_session=True, env=os.environ.copy())  # fmt: skip
         self.procs[part.name] = proc
+        self.oom_kills[part.name] = oom_kills()
         pid_file(self.settings, part.name).write_text(str(proc.pid))
         state = self.state.parts[part.name]
         state.pid, state.started_at, state.next_start_at = proc.pid, time.time(), None
@@ -109,7 +115,8 @@ class Supervisor:
                 ran = now - (state.started_at or now)
                 delay = self._backoff(state, ran)
                 state.pid, state.restarts = None, state.restarts + 1
-                state.last_exit, state.last_exit_at = _describe_exit(code, self._output(part.name)), now
+                state.last_exit = _describe_exit(code, self._output(part.name), self._oom_killed(part.name))
+                state.last_exit_at = now
                 state.next_start_at = now + delay
                 pid_file(self.settings, part.name).unlink(missing_ok=True)
                 log.error("%s: %s after %.0fs; starting it again in %.0fs (see %s)", part.name, state.last_exit,
@@ -119,6 +126,13 @@ class Supervisor:
                 self._start(part)
                 changed = True
         return changed
+
+    def _oom_killed(self, name: str) -> bool:
+        """Whether the part's cgroup (this supervisor's, which it inherited) counted an OOM kill during its run.
+        Another process of the cgroup killed at the same time would count too: the part's own SIGKILL is what
+        the caller checks it against."""
+        before, now = self.oom_kills.get(name), oom_kills()
+        return before is not None and now is not None and now > before
 
     def _output(self, name: str) -> str:
         """The end of what the part's last run wrote (at most 64 KiB)."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -27,8 +26,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from tests.support.env import env_for, free_port, trajstream_bin
+from tests.support.memory_cgroup import memory_cgroup
 from tests.support.small_fs import fill, free_bytes, grow, small_filesystem
-from tests.support.streams import publish, read
+from tests.support.streams import latest_by_trajectory, publish, read
 from trajstream.broker import LocalBroker
 from trajstream.data_api import api_headers
 from trajstream.errors import BrokerError
@@ -36,7 +36,6 @@ from trajstream.parts import pid_file, ready_pid
 from trajstream.pipeline import PartStatus, status
 from trajstream.reader import read_topic
 from trajstream.settings import Settings
-from trajstream.streams.assembly import Assembler, Input
 from trajstream.streams.in_process import Pipeline
 from trajstream.synthetic import tool_trajectory
 from trajstream.topics import EVENTS_TOPIC, TOPICS, create_topics
@@ -269,104 +268,98 @@ async def test_chdb_disk_full_stops_the_sink_without_losing_or_dead_lettering_an
 
 
 # --- a worker's memory --------------------------------------------------------------------------------------
-_SUPERVISE_ENRICH = """
+_SUPERVISE_STREAMS = """
 from trajstream.parts import PARTS
 from trajstream.settings import Settings
 from trajstream.supervisor import Supervisor
 
-Supervisor(Settings(), parts=tuple(p for p in PARTS if p.name == "enrich")).run()
+Supervisor(Settings(), parts=tuple(p for p in PARTS if p.name == "streams")).run()
 """
 
-
-def _big_request(settings: Settings, codec: SingleObjectCodec, tid: str, text_bytes: int) -> bytes:
-    """An enrichment request as assembly makes it, for a trajectory of three turns of ``text_bytes`` each."""
-    assembler = Assembler(settings, codec)
-    events = [codec.encode("trajectory_start", start_record(tid, "Summarise the ledger", agent_id="a"))]
-    for i in range(3):
-        text = " ".join(f"entry{i}-{n} order {n} refunded" for n in range(text_bytes // 32))
-        events.append(
-            codec.encode(
-                "turn",
-                turn_record(tid, i, [Message.text("user", text), Message("assistant", ToolCall("sum", f"c{i}", {}))]),
-            )
-        )
-    events.append(codec.encode("trajectory_end", end_record(tid, "success", turn_count=3)))
-    state, outputs = None, []
-    for i, value in enumerate(events):
-        result = assembler.handle(Input(settings.topic("events"), 0, i, tid.encode(), value, int(time.time() * 1000)),
-                                  state)  # fmt: skip
-        state, outputs = result.state or state, result.outputs
-    (request,) = [o.value for o in outputs if o.topic == settings.topic("enrichment.requests")]
-    return request
+HEADROOM = 64 * 1024 * 1024  # the limit: what the idle cgroup uses, and this
+OPEN = 160  # trajectories left open: assembly holds each in memory (its table is memory://) until it ends
+TURN_TEXT = 768 * 1024  # of each one's one turn: 160 of them hold ~120 MiB encoded, more as Python objects
 
 
-def _vm_peak(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmPeak:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmPeak for {pid}")
+def _open_trajectories(codec: SingleObjectCodec) -> tuple[dict[str, list[bytes]], dict[str, bytes]]:
+    """OPEN trajectories of a start and one large turn each (cheap to make: one text, a different prefix each),
+    and the end event of each."""
+    text = "order refunded, ledger balanced " * (TURN_TEXT // 32)
+    opened, ends = {}, {}
+    for n in range(OPEN):
+        tid = str(uuid.uuid4())
+        opened[tid] = [
+            codec.encode("trajectory_start", start_record(tid, "Summarise the ledger", agent_id="a")),
+            codec.encode("turn", turn_record(tid, 0, [Message.text("user", f"{n} {text}"),
+                                                      Message("assistant", ToolCall("sum", "c0", {}))])),
+        ]  # fmt: skip
+        ends[tid] = codec.encode("trajectory_end", end_record(tid, "success", turn_count=1))
+    return opened, ends
 
 
-def _limit(pid: int, limit: int) -> None:
-    resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
-
-
-@pytest.mark.skip(
-    reason="unfinished: under a RLIMIT_AS 24 MiB above the idle worker's VmPeak the load reached the "
-    "limit in one run of three (aiokafka then logged MemoryError 4622 times and never exited; the exit "
-    "on MemoryError is now in trajstream/out_of_memory.py) and in the others the worker neither died "
-    "nor answered within 120 s: the load must be made to reach the limit every time"
-)
 @pytest.mark.timeout(300)
-async def test_a_worker_at_its_memory_limit_dies_is_restarted_says_why_and_loses_no_request(
+async def test_a_worker_at_its_memory_limit_is_oom_killed_says_why_is_restarted_and_loses_no_event(
     topics: Settings, codec: SingleObjectCodec, tmp_path: Path
 ) -> None:
-    """The enrichment worker under RLIMIT_AS (set on its supervisor, so every restart inherits it) gets a load
-    of large requests: it dies of MemoryError, the supervisor starts it again, `status` says why, and once the
-    limit is raised every request acknowledged by the broker has its result."""
+    """The streams worker and its supervisor in a memory cgroup, as in a container with a memory limit. Events
+    that keep many large trajectories open grow assembly's in-memory table past the limit: the kernel's OOM
+    killer ends the worker (SIGKILL), the supervisor says why in `status` and starts it again; once the limit
+    is lifted every trajectory the broker acknowledged is assembled, whole."""
     started = time.monotonic()
     settings = topics.model_copy(update={"home": tmp_path / "home"})
     env = {**env_for(settings), "TRAJSTREAM_RESTART_BACKOFF_S": "0.5", "TRAJSTREAM_RESTART_MAX_BACKOFF_S": "2"}
+    opened, ends = await asyncio.to_thread(_open_trajectories, codec)
     log = tmp_path / "supervisor.log"
-    with open(log, "ab") as handle:
-        supervisor = subprocess.Popen([sys.executable, "-c", _SUPERVISE_ENRICH], env=env, stdout=handle,
-                                      stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    try:
-        worker = await asyncio.to_thread(_wait, "the enrichment worker ready",
-                                         lambda: ready_pid(settings, "enrich"), 90)  # fmt: skip
-        # The limit: what the idle worker mapped, and a little more. Set on the running worker and on the
-        # supervisor, whose next children inherit it (RLIMIT_AS is per process, inherited across fork).
-        limit = _vm_peak(worker) + 24 * 1024 * 1024
-        _limit(worker, limit)
-        _limit(supervisor.pid, max(limit, _vm_peak(supervisor.pid) + 64 * 1024 * 1024))
-        ids = [str(uuid.uuid4()) for _ in range(48)]
-        requests = await asyncio.to_thread(lambda: [_big_request(settings, codec, t, 100_000) for t in ids])
-        await publish(settings, [("enrichment.requests", t.encode(), r) for t, r in zip(ids, requests, strict=True)])
+    with memory_cgroup() as cgroup:
+        with open(log, "ab") as handle:
+            supervisor = subprocess.Popen(cgroup.command([sys.executable, "-c", _SUPERVISE_STREAMS]), env=env,
+                                          stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        try:
+            worker = await asyncio.to_thread(_wait, "the streams worker ready",
+                                             lambda: ready_pid(settings, "streams"), 120)  # fmt: skip
+            assert worker in cgroup.pids() and supervisor.pid in cgroup.pids()
+            idle, kills = cgroup.usage(), cgroup.oom_kills()
+            cgroup.limit(idle + HEADROOM)
+            ready_at = time.monotonic()
+            # Acknowledged by the broker (acks=all): from here the pipeline owes every one an assembled trajectory.
+            await publish(settings, [("events", t.encode(), e) for t, events in opened.items() for e in events])
 
-        def died_of_memory() -> PartStatus | None:
-            row = _rows(settings)["enrich"]
-            return row if "out of memory" in row.detail else None
+            def oom_shown() -> PartStatus | None:
+                row = _rows(settings)["streams"]
+                return row if "out of memory" in row.detail else None
 
-        row = await asyncio.to_thread(_wait, "status says out of memory", died_of_memory, 120)
-        print(f"worker memory: limit {limit} bytes; status: {row.detail}")
-        assert "exit code" in row.detail or "signal" in row.detail, row
-        assert "MemoryError" in (tmp_path / "home" / "logs" / "enrich.log").read_text(errors="replace")
+            row = await asyncio.to_thread(_wait, "status says out of memory", oom_shown, 90)
+            killed_at = time.monotonic()
+            print(f"worker memory: idle {idle >> 20} MiB, limit {(idle + HEADROOM) >> 20} MiB; status: {row.detail}")
+            assert "signal 9 (SIGKILL): out of memory (the kernel's OOM killer" in row.detail, row
+            assert cgroup.oom_kills() > kills
+            assert "streams: signal 9 (SIGKILL): out of memory" in log.read_text(errors="replace")
 
-        # Memory returns: the next worker the supervisor starts runs without the limit.
-        _limit(supervisor.pid, resource.RLIM_INFINITY)
-        if (pid := ready_pid(settings, "enrich")) is not None:
-            os.killpg(pid, signal.SIGKILL)  # one still under the limit gives way to one without it
+            # Memory returns: the worker the supervisor starts next (or has started) gets all it needs.
+            cgroup.limit(None)
+            await publish(settings, [("events", t.encode(), e) for t, e in ends.items()])
 
-        async def results() -> set[str]:
-            return {r.key.decode() for r in await read(settings, codec, "enrichment.results") if r.key}
+            async def assembled() -> dict[str, dict[str, Any]]:
+                return latest_by_trajectory(await read(settings, codec, "trajectories.assembled"))
 
-        deadline = time.monotonic() + 120
-        while (done := await results()) != set(ids):
-            assert time.monotonic() < deadline, f"{len(set(ids) - done)} of {len(ids)} requests have no result"
-            await asyncio.sleep(1)
-        letters = [r for r in await read(settings, codec, "deadletter") if r.key and r.key.decode() in ids]
-        assert letters == [], letters
-        assert supervisor.poll() is None, "the supervisor itself must survive"
-        print(f"worker memory: {time.monotonic() - started:.0f}s")
-    finally:
-        _stop(supervisor)
+            deadline = time.monotonic() + 120
+            while len(got := await assembled()) < len(opened):
+                assert time.monotonic() < deadline, f"{len(opened) - len(got)} of {len(opened)} never assembled"
+                await asyncio.sleep(1)
+            assert set(got) == set(opened)
+            for tid, body in got.items():  # each whole: its start, its one large turn and its end
+                whole = body["outcome"] == "success" and not body["missing_turns"] and len(body["turns"]) == 1
+                assert whole and len(body["turns"][0]) > TURN_TEXT, (tid, body["outcome"], body["missing_turns"])
+            letters = [r for r in await read(settings, codec, "deadletter") if r.key and r.key.decode() in opened]
+            assert letters == [], letters
+            assert supervisor.poll() is None, "the supervisor itself must survive"
+            row = (await asyncio.to_thread(_rows, settings))["streams"]
+            assert row.pid is not None and row.pid != worker and "restarted" in row.detail, row
+            print(f"worker memory: OOM-killed {killed_at - ready_at:.0f}s after the load began; all {len(got)} "
+                  f"assembled {time.monotonic() - killed_at:.0f}s later; {time.monotonic() - started:.0f}s in all; "
+                  f"{cgroup.oom_kills() - kills} OOM kills; status: {row.detail}")  # fmt: skip
+        finally:
+            _stop(supervisor)
+            for pid in cgroup.pids():  # a worker the supervisor left behind (it failed): ours to end
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
