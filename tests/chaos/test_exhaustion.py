@@ -2,7 +2,8 @@
 
 In each case the pipeline stops taking what it cannot store, says so in `trajstream status` and the logs,
 loses nothing that was acknowledged, and resumes once the resource returns. The small disks are tmpfs
-mounts (root only: the tests skip without it); chDB opens one data directory per process, so the chDB on
+mounts and the memory limit a memory cgroup, as a container's
+(root only: the tests skip without it); chDB opens one data directory per process, so the chDB on
 a small disk lives in a `trajstream worker data` subprocess, never in this one.
 """
 
