@@ -112,29 +112,31 @@ class TrainerLoop(BatchSink):
         return self._max_windows is not None and self._windows_done >= self._max_windows
 
     async def write(self, batch: list[Record]) -> Written:
-        windows: list[tuple[TopicPartition, Window[bytes]]] = []
+        # Each window is finished as soon as it closes, before the batch's later records join the builder: a
+        # window trained before a restart that came back longer puts its untrained rest into the builder, and
+        # that rest must come first (found by the chaos suite: finished after the batch, the rest went behind
+        # later records, a window spanned both, and the rest was trained again on its own).
+        commit: dict[TopicPartition, int] = {}
         for r in batch:
             tp = TopicPartition(r.topic, r.partition)
             builder = self._builders.setdefault(tp, self._builder())
             window = builder.add(r.value or b"", Position(r.topic, r.partition, r.offset))
-            if window is not None:
-                windows.append((tp, window))
-        return await self._finish_all(windows)
+            if window is not None and not self.done():
+                _advance(commit, await self._finish(window, builder))
+        _advance(commit, await self._finish_due())
+        return Written(commit=commit)
 
     async def idle(self) -> Written | None:
-        return await self._finish_all([])
+        return Written(commit=await self._finish_due())
 
-    async def _finish_all(self, windows: list[tuple[TopicPartition, Window[bytes]]]) -> Written:
-        """Finish the windows closed by count, then those whose time is up; commit only what they covered."""
-        for tp, builder in self._builders.items():
-            due = builder.due()
-            if due is not None:
-                windows.append((tp, due))
+    async def _finish_due(self) -> dict[TopicPartition, int]:
+        """Finish the open windows whose time is up; the offsets they covered."""
         commit: dict[TopicPartition, int] = {}
-        while windows and not self.done():
-            tp, window = windows.pop(0)
-            commit.update(await self._finish(window, self._builders[tp]))
-        return Written(commit=commit)
+        for builder in self._builders.values():
+            due = builder.due()
+            if due is not None and not self.done():
+                _advance(commit, await self._finish(due, builder))
+        return commit
 
     def _builder(self) -> WindowBuilder[bytes]:
         s = self.settings
@@ -154,7 +156,7 @@ class TrainerLoop(BatchSink):
                 if position.offset >= trained_end:  # came back longer than it was trained: the rest is new
                     again = builder.add(item, position)
                     if again is not None and not self.done():
-                        commit.update(await self._finish(again, builder))
+                        _advance(commit, await self._finish(again, builder))
             return commit
         report = await asyncio.to_thread(self.window_trainer.train, wid, window.items, self._cut_due())
         if report.version is not None:
@@ -257,3 +259,9 @@ class TrainerLoop(BatchSink):
             source = Received(p.topic, p.partition, p.offset, None, window.items[index])
             letters.append(self.dead_letter(source, reason, "MalformedEventError"))
         await self.send(letters)
+
+
+def _advance(commit: dict[TopicPartition, int], offsets: dict[TopicPartition, int]) -> None:
+    """Merge the offsets to commit: a partition's only ever moves forward."""
+    for tp, offset in offsets.items():
+        commit[tp] = max(commit.get(tp, 0), offset)
