@@ -37,6 +37,7 @@ from trajstream.topics import (
     FEEDBACK_TOPIC,
     OTLP_SPANS_TOPIC,
     OTLP_TABLE,
+    SCORING_CONTROL_TOPIC,
     SCORING_TABLE,
     faust_app_id,
 )
@@ -155,7 +156,10 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
     assembly_source = app.topic(
         settings.topic(EVENTS_TOPIC), settings.topic(FEEDBACK_TOPIC), settings.topic(ASSEMBLY_CONTROL_TOPIC), **raw
     )
-    scoring_source = app.topic(settings.topic(ASSEMBLED), settings.topic(ENRICHMENT_RESULTS), **raw)
+    # scoring.control: the assembly agent's expire, forwarded so that scoring's agent slims its own state.
+    scoring_source = app.topic(
+        settings.topic(ASSEMBLED), settings.topic(ENRICHMENT_RESULTS), settings.topic(SCORING_CONTROL_TOPIC), **raw
+    )
     trace_source = app.topic(settings.topic(OTLP_SPANS_TOPIC), **raw)
     table_opts: dict[str, Any] = {"default": None, "partitions": settings.topic_partitions, "key_type": bytes,
                                   "value_type": bytes}  # fmt: skip
@@ -226,7 +230,8 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
 
         Scoring's table is keyed and partitioned like assembly's (Faust assigns the partitions of topics
         that have as many partitions together), and a swept trajectory closed a retention ago, so its
-        versions have long reached scoring. A trajectory scoring never saw is simply new.
+        versions have long reached scoring. A trajectory scoring never saw is simply new. The sweep slims
+        scoring's state too, but keeps the version counts read here.
         """
         seen = scoring_table.get(key)
         if seen is None:

@@ -11,7 +11,8 @@ again rather than lost, and downstream stages drop (trajectory_id, version) pair
 A closed trajectory's state leaves the table once it has been quiet for the retention (an ``expire``
 control message, which the agent checks like a timeout). A later event for it starts from
 ``Assembler.resumed_state``: nothing of the earlier events, but the version count goes on, so the new
-version is above every version downstream has seen and is not dropped as a repeat.
+version is above every version downstream has seen and is not dropped as a repeat. The same expire tells
+the scoring agent (on ``scoring.control``) to slim its state of the trajectory to its version counts.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from trajstream.topics import (
     ENRICHMENT_REQUESTS,
     EVENTS_TOPIC,
     FEEDBACK_TOPIC,
+    SCORING_CONTROL_TOPIC,
 )
 from trajstream_sdk.codec import EventCodec
 from trajstream_sdk.events import dead_letter_record
@@ -129,6 +131,7 @@ class Assembler:
         self.requests_topic = settings.topic(ENRICHMENT_REQUESTS)
         self.dlq_topic = settings.topic(DEAD_LETTER_TOPIC)
         self.control_topic = settings.topic(ASSEMBLY_CONTROL_TOPIC)
+        self.scoring_control_topic = settings.topic(SCORING_CONTROL_TOPIC)
         self.timeout_ms = int(settings.assembly_inactivity_timeout_s * 1000)
         self.retention_ms = int(settings.assembly_retention_s * 1000)
         self.limits = settings.limits
@@ -312,15 +315,20 @@ class Assembler:
             state["closed_at_ms"] = state["last_activity_ms"] + self.timeout_ms
             return self._emit_new(state, "timed_out", state["closed_at_ms"], record)
         if body["kind"] == "expire":
+            # Scoring's state of the trajectory goes with it: scoring's agent owns that table, so it is told.
+            slim = self._control_message("expire", tid, _ms(body["issued_at"]), self.scoring_control_topic,
+                                         last_activity_ms=body["last_activity_ms"])  # fmt: skip
             if state_data is None:
-                return Result(None)  # already gone: asked twice, or by a worker that owned it before
+                # Already gone: asked twice, or by a worker that owned it before. Told again all the same (slimming
+                # is idempotent): a crash may have left the tombstone on the changelog and the request unsent.
+                return Result(None, [slim])
             since = self.closed_since(state)
             # Anything folded in since the sweep looked moves last_activity_ms: then it is not quiet any more.
             if since is None or state["last_activity_ms"] != body["last_activity_ms"]:
                 return Result(None)
             if _ms(body["issued_at"]) - since[0] < self.retention_ms:
                 return Result(None)
-            return Result(None, expired=True)
+            return Result(None, [slim], expired=True)
         return self._reject(record, f"unknown control kind {body['kind']!r}", "UnexpectedEventType", tid)
 
     def _emit_new(self, state: dict[str, Any], reason: str, at_ms: int, record: Input,
@@ -338,10 +346,10 @@ class Assembler:
             return self._dead_letter_trajectory(state, f"its assembled record would not fit: {exc}", record)
         return Result(state, [*(outputs or ()), *emission])
 
-    def _control_message(self, kind: str, target: str, at_ms: int, **fields: Any) -> Output:
+    def _control_message(self, kind: str, target: str, at_ms: int, topic: str | None = None, **fields: Any) -> Output:
         body = {"kind": kind, "trajectory_id": target, "issued_at": at_ms, "last_activity_ms": None, "child_id": None}
         body.update(fields)
-        return Output(self.control_topic, target.encode(), self.codec.encode(ASSEMBLY_CONTROL, body))
+        return Output(topic or self.control_topic, target.encode(), self.codec.encode(ASSEMBLY_CONTROL, body))
 
     def idle_since(self, state_data: bytes | State) -> tuple[str, int] | None:
         """(trajectory_id, last_activity_ms) of an open trajectory, for the inactivity sweep."""

@@ -35,6 +35,7 @@ from trajstream.topics import (
     MODEL_VERSIONS,
     OTLP_SPANS_TOPIC,
     SCORED,
+    SCORING_CONTROL_TOPIC,
     faust_app_id,
 )
 
@@ -51,7 +52,8 @@ class Part:
 
 PARTS = (
     Part("streams", ("worker", "streams", "--loglevel", "info"), faust_app_id,
-         (EVENTS_TOPIC, FEEDBACK_TOPIC, ASSEMBLY_CONTROL_TOPIC, ASSEMBLED, ENRICHMENT_RESULTS, OTLP_SPANS_TOPIC)),
+         (EVENTS_TOPIC, FEEDBACK_TOPIC, ASSEMBLY_CONTROL_TOPIC, ASSEMBLED, ENRICHMENT_RESULTS, SCORING_CONTROL_TOPIC,
+          OTLP_SPANS_TOPIC)),
     Part("enrich", ("worker", "enrich"), lambda s: s.consumer_group(ENRICHMENT_GROUP), (ENRICHMENT_REQUESTS,)),
     Part("data", ("worker", "data"), lambda s: s.consumer_group(CLICKHOUSE_SINK_GROUP),
          (SCORED, DEAD_LETTER_TOPIC, MODEL_VERSIONS)),

@@ -36,6 +36,7 @@ REWARDS = "rewards"
 SCORED = "trajectories.scored"
 MODEL_VERSIONS = "model.versions"
 ASSEMBLY_CONTROL_TOPIC = "assembly.control"
+SCORING_CONTROL_TOPIC = "scoring.control"
 OTLP_SPANS_TOPIC = "otlp.spans"
 
 # Consumer groups (after the prefix, Settings.consumer_group): the Faust app id is the streams group,
@@ -72,6 +73,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(SCORED, "Scored trajectories, the trainer's input.", compacted=True),
     TopicSpec(MODEL_VERSIONS, "Model versions published by the trainer, keyed by model name.", compacted=True),
     TopicSpec(ASSEMBLY_CONTROL_TOPIC, "Timeouts and sub-agent links the assembly stage sends itself."),
+    TopicSpec(SCORING_CONTROL_TOPIC, "Swept trajectories the assembly stage tells scoring of, to slim their state."),
     TopicSpec(OTLP_SPANS_TOPIC, "OTLP spans from the gateway, keyed by trace id, and the trace stage's flushes."),
 )
 

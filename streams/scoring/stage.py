@@ -3,6 +3,10 @@
 Pure logic, no Kafka: the Faust agent in ``streams.app`` feeds assembled trajectories and
 enrichment results (both keyed by trajectory id) with the trajectory's table entry. A version is
 scored once both halves of the same version are there; a replayed or older input changes nothing.
+
+When the assembly stage sweeps a closed trajectory out of its table (the retention), it tells this stage
+on ``scoring.control``, and the state is slimmed to its version counts (``Scorer._slim``): otherwise every
+trajectory ever scored would keep a copy of its scored record in the worker's memory.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ from trajstream.streams.assembly import Input, Result
 from trajstream.streams.scoring.air import AirRules, air_rewards
 from trajstream.streams.scoring.credit import DECISION, assign, to_record
 from trajstream.streams.scoring.rewards import extracted_entities, score
-from trajstream.topics import ASSEMBLED, DEAD_LETTER_TOPIC, ENRICHMENT_RESULTS, REWARDS, SCORED
+from trajstream.topics import ASSEMBLED, DEAD_LETTER_TOPIC, ENRICHMENT_RESULTS, REWARDS, SCORED, SCORING_CONTROL_TOPIC
 from trajstream_sdk.codec import EventCodec
 from trajstream_sdk.limits import FRAMING_BYTES
 from trajstream_sdk.schemas import (
     ASSEMBLED_TRAJECTORY,
+    ASSEMBLY_CONTROL,
     CREDIT_ASSIGNMENT,
     ENRICHMENT_RESULT,
     SCORED_TRAJECTORY,
@@ -66,6 +71,8 @@ class Scorer:
         self.kinds = {
             settings.topic(ASSEMBLED): ASSEMBLED_TRAJECTORY,
             settings.topic(ENRICHMENT_RESULTS): ENRICHMENT_RESULT,
+            # The assembly stage's expire, forwarded: the same record, so no schema of its own.
+            settings.topic(SCORING_CONTROL_TOPIC): ASSEMBLY_CONTROL,
         }
         self.scored_topic = settings.topic(SCORED)
         self.rewards_topic = settings.topic(REWARDS)
@@ -101,6 +108,11 @@ class Scorer:
         except CodecError as exc:
             return self._reject(record, str(exc), type(exc).__name__, None)
         body = event.record
+        if event.name == ASSEMBLY_CONTROL:
+            if body["kind"] != "expire":
+                return self._reject(record, f"unknown control kind {body['kind']!r}", "UnexpectedEventType",
+                                    body["trajectory_id"])  # fmt: skip
+            return self._slim(state_data, body["trajectory_id"])
         state = self.load(state_data, body["trajectory_id"])
         version = body["version"] if event.name == ASSEMBLED_TRAJECTORY else body["trajectory_version"]
         if version and version == state["scored_version"]:
@@ -137,12 +149,31 @@ class Scorer:
         state["emitted"] = [{"topic": self._logical[o.topic], "value": o.value} for o in outputs]
         return Result(state, outputs)
 
+    def _slim(self, state_data: bytes | dict[str, Any] | None, trajectory_id: str) -> Result:
+        """Assembly swept the trajectory (closed and quiet for the retention): keep its version counts only.
+
+        What goes is ``emitted``, the scored version's records kept for a replay (the scored record carries
+        the whole trajectory: most of the state). A replay needs them only until the batch that scored the
+        version is committed, a second or so; the sweep comes a retention after the trajectory's last event
+        (only an enrichment lagging by about a retention would score the version within that second).
+        The counts stay: they keep a replayed or older input a no-op, and ``resumed`` in ``streams.app``
+        numbers a later event's version after them. A version still waiting for its other half is kept.
+        """
+        if state_data is None:
+            return Result(None)  # never seen here (or tombstoned): nothing to slim
+        state = self.load(state_data, trajectory_id)
+        if not state["emitted"]:
+            return Result(None)  # slim already (asked again), or nothing scored: no changelog write
+        state["emitted"] = []
+        return Result(state)
+
     def _emitted_again(self, state: dict[str, Any]) -> list[Output]:
         """A replayed input of the scored version: what was sent for it, again and byte for byte.
 
         The state and the outputs travel separately; a crash can leave the state on the changelog and
         the outputs unsent. Re-sending keeps delivery at least once without scoring twice (a judge is
-        not deterministic), and downstream drops the repeat by (trajectory_id, version).
+        not deterministic), and downstream drops the repeat by (trajectory_id, version). A slimmed state
+        sends nothing: its outputs were sent and committed long before the sweep.
         """
         key = state["trajectory_id"].encode()
         return [Output(self.settings.topic(e["topic"]), key, e["value"]) for e in state["emitted"]]

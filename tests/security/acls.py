@@ -25,6 +25,7 @@ from trajstream.topics import (
     OTLP_SPANS_TOPIC,
     REWARDS,
     SCORED,
+    SCORING_CONTROL_TOPIC,
     STREAMS_APP,
     trainer_group,
 )
@@ -55,6 +56,7 @@ ACCESS: dict[str, Access] = {
             ASSEMBLED,
             ENRICHMENT_REQUESTS,
             ASSEMBLY_CONTROL_TOPIC,
+            SCORING_CONTROL_TOPIC,
             SCORED,
             REWARDS,
             DEAD_LETTER_TOPIC,

@@ -1,6 +1,7 @@
 """The assembly table's retention sweep against the real broker: closed trajectories leave the table through
 tombstones on its changelog, open ones stay, a restarted worker does not bring them back, and a late event
-after the sweep makes a new version that scoring takes."""
+after the sweep makes a new version that scoring takes. The scoring table keeps only the swept trajectories'
+version counts, on its changelog too."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from tests.support.streams import Worker, latest_by_trajectory, publish, read, running_enricher, wait_for
 from trajstream.settings import Settings
-from trajstream.topics import ASSEMBLY_TABLE, changelog_topic, create_topics
+from trajstream.topics import ASSEMBLY_TABLE, SCORING_TABLE, changelog_topic, create_topics
 from trajstream_sdk.codec import SingleObjectCodec
 from trajstream_sdk.events import Message, end_record, start_record, turn_record
 
@@ -52,9 +53,9 @@ def _turn(tid: str, index: int) -> dict[str, Any]:
     return turn_record(tid, index, [Message.text("assistant", f"step {index}")])
 
 
-async def _changelog(settings: Settings) -> list[tuple[str, bytes | None]]:
-    """Every record of the assembly table's changelog, in order per partition: (key, value or None)."""
-    topic = changelog_topic(settings, ASSEMBLY_TABLE)
+async def _changelog(settings: Settings, table: str = ASSEMBLY_TABLE) -> list[tuple[str, bytes | None]]:
+    """Every record of a table's changelog, in order per partition: (key, value or None)."""
+    topic = changelog_topic(settings, table)
     consumer = AIOKafkaConsumer(**settings.kafka_client_options(), enable_auto_commit=False)
     await consumer.start()
     try:
@@ -74,6 +75,21 @@ async def _changelog(settings: Settings) -> list[tuple[str, bytes | None]]:
 
 def _tombstoned(records: list[tuple[str, bytes | None]]) -> set[str]:
     return {key for key, value in records if value is None}
+
+
+async def _scoring(settings: Settings, codec: SingleObjectCodec) -> dict[str, dict[str, Any]]:
+    """The latest scoring state per trajectory, as a restarted worker restores it from the changelog."""
+    latest = dict(await _changelog(settings, SCORING_TABLE))
+    return {key: codec.decode(value).record for key, value in latest.items() if value is not None}
+
+
+def _slim(state: dict[str, Any], version: int) -> bool:
+    """Slimmed by the sweep: the version counts and nothing else (no copy of what was sent)."""
+    return (
+        state["scored_version"] == state["assembled_version"] == version
+        and state["emitted"] == []
+        and (state["assembled"] is None and state["enrichment"] is None)
+    )
 
 
 def _assembled(settings: Settings, codec: SingleObjectCodec, tid: str, version: int) -> dict[str, Any]:
@@ -104,6 +120,13 @@ def test_closed_trajectories_leave_the_table_and_come_back_as_new_versions(
             return gone if gone >= set(closed) else None
 
         wait_for(swept, timeout_s=30)
+
+        # Scoring's state of each swept trajectory is slimmed, on its changelog.
+        async def slimmed() -> bool | None:
+            states = await _scoring(settings, codec)
+            return all(tid in states and _slim(states[tid], 1) for tid in closed) or None
+
+        wait_for(slimmed, timeout_s=30)
         asyncio.run(asyncio.sleep(RETENTION_S + 1))  # a further retention: the open one is still not swept
         records = asyncio.run(_changelog(settings))
         assert _tombstoned(records) == set(closed)
@@ -133,5 +156,11 @@ def test_closed_trajectories_leave_the_table_and_come_back_as_new_versions(
         # The open trajectory outlives the restart and more sweeps too.
         asyncio.run(asyncio.sleep(RETENTION_S + 1))
         assert open_ not in _tombstoned(asyncio.run(_changelog(settings)))
+
+        # Version 2 is swept in turn, and its scoring state slimmed, keeping version 2's counts.
+        async def slimmed_again() -> bool:
+            return _slim((await _scoring(settings, codec)).get(late) or {"scored_version": 0}, 2)
+
+        wait_for(slimmed_again, timeout_s=30)
     finally:
         restarted.stop()
