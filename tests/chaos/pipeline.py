@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from tests.chaos.load import VOCABULARY
 from tests.support.env import env_for, free_port, trajstream_bin
 from trajstream.broker import LocalBroker
 from trajstream.data_api import answering_api, api_headers
-from trajstream.parts import PARTS, SupervisorState, log_file, pid_file
+from trajstream.parts import PARTS, SupervisorState, log_file, pid_file, stop_group
 from trajstream.pipeline import group_backlog
 from trajstream.reader import topic_partitions
 from trajstream.settings import Settings
@@ -162,39 +163,29 @@ class ChaosPipeline:
         return {name: part.restarts for name, part in state.parts.items()} if state else {}
 
     # --- reading back --------------------------------------------------------------------------------------
-    def sql(self, query: str) -> list[list[Any]]:
+    def _ask(self, path: str, body: dict[str, Any], answered: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        """The data API's result for ``body``, once it answers one that ``answered`` takes (the data worker may
+        be starting again after a kill)."""
         deadline = time.monotonic() + 120
         while True:
             url = answering_api(self.settings)
             if url is not None:
-                try:
-                    answer = httpx.post(f"{url}/sql", json={"query": query},
-                                        headers=api_headers(self.settings), timeout=60)  # fmt: skip
-                    if answer.status_code == 200:
-                        rows: list[list[Any]] = answer.json()["result"]["rows"]
-                        return rows
-                except httpx.HTTPError:
-                    pass
+                with contextlib.suppress(httpx.HTTPError):
+                    answer = httpx.post(f"{url}{path}", json=body, headers=api_headers(self.settings), timeout=120)
+                    result: dict[str, Any] = answer.json().get("result") or {} if answer.status_code == 200 else {}
+                    if answered(result):
+                        return result
             if time.monotonic() > deadline:
-                raise AssertionError(f"the data API did not answer {query!r}\n{self.logs()}")
+                raise AssertionError(f"the data API did not answer {path} {str(body)[:200]}\n{self.logs()}")
             time.sleep(1.0)
 
+    def sql(self, query: str) -> list[list[Any]]:
+        rows: list[list[Any]] = self._ask("/sql", {"query": query}, lambda r: "rows" in r)["rows"]
+        return rows
+
     def exists(self, ids: list[str]) -> dict[str, Any]:
-        deadline = time.monotonic() + 120
-        while True:
-            url = answering_api(self.settings)
-            if url is not None:
-                try:
-                    answer = httpx.post(f"{url}/exists", json={"ids": ids}, headers=api_headers(self.settings),
-                                        timeout=120)  # fmt: skip
-                    found: dict[str, Any] = answer.json().get("result") or {} if answer.status_code == 200 else {}
-                    if found.get("milvus") is not None:
-                        return found
-                except httpx.HTTPError:
-                    pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the data API did not answer /exists\n{self.logs()}")
-            time.sleep(1.0)
+        """Which ids ClickHouse and Milvus hold (an answer without Milvus, while it is away, is asked again)."""
+        return self._ask("/exists", {"ids": ids}, lambda r: r.get("milvus") is not None)
 
     def lags(self) -> dict[str, int | None]:
         out: dict[str, int | None] = {}
@@ -227,12 +218,19 @@ class ChaosPipeline:
             await consumer.stop()
 
 
+@contextlib.contextmanager
+def running_pipeline(home: Path) -> Iterator[ChaosPipeline]:
+    """A pipeline up for the block (TRAJSTREAM_CHAOS_MILVUS: lite, the default, or server), down after it with
+    the end of each log printed."""
+    pipeline = ChaosPipeline(home, milvus=os.environ.get("TRAJSTREAM_CHAOS_MILVUS", "lite"))
+    try:
+        pipeline.up()
+        yield pipeline
+    finally:
+        pipeline.down()
+        print(pipeline.logs(1500))
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    stop_group(proc.pid, 20.0)
+    proc.wait()

@@ -33,7 +33,7 @@ from tests.support.streams import latest_by_trajectory, publish, read
 from trajstream.broker import LocalBroker
 from trajstream.data_api import api_headers
 from trajstream.errors import BrokerError
-from trajstream.parts import pid_file, ready_pid
+from trajstream.parts import pid_file, ready_pid, stop_group
 from trajstream.pipeline import PartStatus, status
 from trajstream.reader import read_topic
 from trajstream.settings import Settings
@@ -59,13 +59,8 @@ def _wait(what: str, check: Any, timeout_s: float, interval_s: float = 0.5) -> A
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    stop_group(proc.pid, 30.0)
+    proc.wait()
 
 
 # --- the broker's disk -------------------------------------------------------------------------------------

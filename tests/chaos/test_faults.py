@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.load import Load, ledger_summary
-from tests.chaos.pipeline import KINDS, ChaosPipeline
+from tests.chaos.pipeline import KINDS, ChaosPipeline, running_pipeline
 from tests.chaos.reconcile import Counts, drain, letter_refs, reconcile
 from trajstream_sdk.codec import EventCodec
 
@@ -38,14 +38,9 @@ RESULTS = Path(os.environ.get("TRAJSTREAM_CHAOS_RESULTS", "chaos-results.jsonl")
 
 @pytest.fixture(scope="module")
 def pipe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosPipeline]:
-    pipeline = ChaosPipeline(tmp_path_factory.mktemp("chaos"), milvus=os.environ.get("TRAJSTREAM_CHAOS_MILVUS", "lite"))
     print(f"chaos seed {SEED} (TRAJSTREAM_CHAOS_SEED={SEED} replays the kill moments)")
-    try:
-        pipeline.up()
+    with running_pipeline(tmp_path_factory.mktemp("chaos")) as pipeline:
         yield pipeline
-    finally:
-        pipeline.down()
-        print(pipeline.logs(1500))
 
 
 def _run(

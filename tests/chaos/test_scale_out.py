@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.chaos.load import Load, ledger_summary
-from tests.chaos.pipeline import ChaosPipeline
+from tests.chaos.pipeline import ChaosPipeline, running_pipeline
 from tests.chaos.reconcile import drain, letter_refs, reconcile
 from tests.support.streams import copies_by_key, read
 from trajstream_sdk.codec import EventCodec
@@ -33,13 +33,8 @@ LOAD_S = float(os.environ.get("TRAJSTREAM_CHAOS_SECONDS", "60"))
 
 @pytest.fixture
 def pipe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosPipeline]:
-    pipeline = ChaosPipeline(tmp_path_factory.mktemp("scale"), milvus=os.environ.get("TRAJSTREAM_CHAOS_MILVUS", "lite"))
-    try:
-        pipeline.up()
+    with running_pipeline(tmp_path_factory.mktemp("scale")) as pipeline:
         yield pipeline
-    finally:
-        pipeline.down()
-        print(pipeline.logs(1500))
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
