@@ -240,6 +240,13 @@ def create_app(settings: Settings, codec: EventCodec | None = None) -> tuple[fau
         version = max(scored["assembled_version"], scored["scored_version"])
         if not version:
             return None
+        if scored["emitted"]:
+            # Not swept: the sweep slims scoring's state (its outputs go) before anything could come after it.
+            # No assembly state with scoring's outputs still kept is a crash between the two changelogs: the
+            # scored version's assembly write was lost, and replaying its events rebuilds it as it was. (The
+            # chaos mix found this: going on from scoring's version made new, partial versions of 38
+            # trajectories after a SIGKILL.)
+            return None
         # Rare by design (a retention after the close): a burst of these says the sweep's inference is wrong.
         log.warning("trajectory %s: no assembly state but scored version %d: going on from it (swept)",
                     key.decode(errors="replace"), version)  # fmt: skip

@@ -158,6 +158,11 @@ class ChaosPipeline:
             time.sleep(0.5)
         raise AssertionError(f"the gateway did not answer in {timeout_s:.0f} s\n{self.logs()}")
 
+    def log_lines(self, part: str, text: str) -> int:
+        """Lines of ``part``'s logs (its extra workers' too) that hold ``text``."""
+        logs = sorted((self.settings.home / "logs").glob(f"{part}*.log"))
+        return sum(line.count(text) for log in logs for line in log.read_text(errors="replace").splitlines())
+
     def restarts(self) -> dict[str, int]:
         state = SupervisorState.load(self.settings)
         return {name: part.restarts for name, part in state.parts.items()} if state else {}

@@ -40,6 +40,7 @@ class Counts:
     trained_windows: int = 0
     window_gaps_or_overlaps: int = 0  # offsets trained twice or never
     untrained_records: int = 0  # scored records past the last trained window
+    resumed_unswept: int = 0  # trajectories continued as swept though the retention (an hour) never came
     lags: dict[str, int | None] = field(default_factory=dict)
 
     def problems(self) -> list[str]:
@@ -48,7 +49,7 @@ class Counts:
             "in_clickhouse": self.acknowledged, "rollup_trajectories": self.acknowledged,
             "in_milvus": self.acknowledged, "dead_lettered": self.bad_inputs, "duplicate_rows": 0,
             "wrong_latest": 0, "wrong_turns": 0, "unexplained_letters": 0, "window_gaps_or_overlaps": 0,
-            "untrained_records": 0, "letters_in_clickhouse": self.letters_on_topic,
+            "untrained_records": 0, "letters_in_clickhouse": self.letters_on_topic, "resumed_unswept": 0,
         }  # fmt: skip
         for name, want in expect.items():
             got = getattr(self, name)
@@ -161,6 +162,9 @@ def reconcile(pipe: ChaosPipeline, codec: EventCodec, ledger: Ledger, earlier_le
     counts.dead_lettered = len(sources)
     counts.repeated_letters = sum(n - 1 for n in sources.values())
 
+    # The chaos cases keep the default retention (an hour): no trajectory is swept, so none may be resumed.
+    if pipe.env.get("TRAJSTREAM_ASSEMBLY_RETENTION_S") is None:
+        counts.resumed_unswept = pipe.log_lines("streams", "going on from it (swept)")
     ends = asyncio.run(pipe.scored_ends())
     counts.scored_records = sum(ends.values())
     windows = pipe.trained_windows()
