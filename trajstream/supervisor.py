@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from trajstream.local_process import log_tail
 from trajstream.oom_kills import oom_kills
 from trajstream.parts import (
     PARTS,
@@ -63,6 +64,8 @@ def _describe_exit(code: int, output: str = "", oom_killed: bool = False) -> str
     return f"{how}: {errors[-1][:200]}" if errors else how
 
 
+_RUN_MARK = "--- started "  # the line each start writes into a part's log: what came before is an earlier run
+
 # The last line of a Python traceback: "SomeError: what".
 _ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception)(: |$)")
 
@@ -72,7 +75,6 @@ class Supervisor:
         self.settings = settings
         self.parts = parts
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.log_starts: dict[str, int] = {}  # where each part's current run begins in its log
         self.oom_kills: dict[str, int | None] = {}  # the cgroup's OOM-kill count when each part's run began
         self.state = SupervisorState(os.getpid(), parts={p.name: PartState() for p in parts})
         self._stopping = False
@@ -82,8 +84,7 @@ class Supervisor:
         path.parent.mkdir(parents=True, exist_ok=True)
         ready_file(self.settings, part.name).unlink(missing_ok=True)
         with open(path, "ab") as handle:
-            self.log_starts[part.name] = handle.tell()
-            handle.write(f"\n--- started {time.strftime('%Y-%m-%d %H:%M:%S')} by the supervisor ---\n".encode())
+            handle.write(f"\n{_RUN_MARK}{time.strftime('%Y-%m-%d %H:%M:%S')} by the supervisor ---\n".encode())
             handle.flush()
             # Its own session: a stop reaches the part's children too (and only them).
             proc = subprocess.Popen([trajstream_binary(), *part.args], stdout=handle, stderr=subprocess.STDOUT,
@@ -135,14 +136,9 @@ class Supervisor:
         return before is not None and now is not None and now > before
 
     def _output(self, name: str) -> str:
-        """The end of what the part's last run wrote (at most 64 KiB)."""
-        path = log_file(self.settings, name)
-        try:
-            with open(path, "rb") as handle:
-                handle.seek(max(self.log_starts.get(name, 0), path.stat().st_size - 64 * 1024))
-                return handle.read().decode(errors="replace")
-        except OSError:
-            return ""
+        """What the part's last run wrote: its log after the line this supervisor wrote when it started it (as
+        the broker reads its own last run)."""
+        return log_tail(log_file(self.settings, name), 2000).rpartition(_RUN_MARK)[2]
 
     def _wait_group(self, pgid: int, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s

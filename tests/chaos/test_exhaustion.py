@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaProducer
 
 from tests.support.env import env_for, free_port, trajstream_bin
 from tests.support.memory_cgroup import memory_cgroup
+from tests.support.scored_landing import scored_by_id
 from tests.support.small_fs import fill, free_bytes, grow, small_filesystem
 from tests.support.streams import latest_by_trajectory, publish, read
 from trajstream.broker import LocalBroker
@@ -37,8 +38,6 @@ from trajstream.parts import pid_file, ready_pid, stop_group
 from trajstream.pipeline import PartStatus, status
 from trajstream.reader import read_topic
 from trajstream.settings import Settings
-from trajstream.streams.in_process import Pipeline
-from trajstream.synthetic import tool_trajectory
 from trajstream.topics import EVENTS_TOPIC, TOPICS, create_topics
 from trajstream_sdk.codec import SingleObjectCodec
 from trajstream_sdk.events import Message, ToolCall, end_record, start_record, turn_record
@@ -152,12 +151,7 @@ def test_broker_disk_full_refuses_producers_says_why_and_keeps_every_acknowledge
 
 # --- chDB's disk ------------------------------------------------------------------------------------------
 def _scored(settings: Settings, codec: SingleObjectCodec, count: int) -> dict[str, bytes]:
-    pipeline = Pipeline(settings, codec)
-    out: dict[str, bytes] = {}
-    for n in range(count):
-        tid, events = tool_trajectory(codec, f"Replace the broken kettle of order {n}", "lookup", "success", "success")
-        (out[tid],) = pipeline.run(events)
-    return out
+    return scored_by_id(settings, codec, [f"Replace the broken kettle of order {n}" for n in range(count)])
 
 
 @contextmanager

@@ -23,6 +23,7 @@ import pytest
 from pydantic import SecretStr
 
 from tests.support.env import free_port
+from tests.support.scored_landing import scored_by_id
 from tests.support.streams import publish
 from trajstream.consumers.data_worker import serve
 from trajstream.consumers.embedding import Embedder
@@ -33,8 +34,6 @@ from trajstream.milvus_server import LocalMilvus
 from trajstream.parts import pid_file
 from trajstream.pipeline import status
 from trajstream.settings import Settings
-from trajstream.streams.in_process import Pipeline
-from trajstream.synthetic import tool_trajectory
 from trajstream_sdk.codec import SingleObjectCodec
 
 pytestmark = pytest.mark.integration
@@ -120,12 +119,7 @@ def milvus_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ki
 
 
 def _scored(settings: Settings, codec: SingleObjectCodec, count: int) -> dict[str, bytes]:
-    pipeline = Pipeline(settings, codec)
-    out: dict[str, bytes] = {}
-    for n in range(count):
-        tid, events = tool_trajectory(codec, f"Refund order {n} that arrived damaged", "lookup", "success", "success")
-        (out[tid],) = pipeline.run(events)
-    return out
+    return scored_by_id(settings, codec, [f"Refund order {n} that arrived damaged" for n in range(count)])
 
 
 def _searchable(settings: Settings, client: Any, embedder: Embedder, ids: list[str]) -> set[str]:

@@ -9,6 +9,7 @@ from aiokafka.structs import ConsumerRecord
 from trajstream.consumers.clickhouse_sink import ClickHouseSink
 from trajstream.settings import Settings
 from trajstream.streams.in_process import Pipeline
+from trajstream.synthetic import tool_trajectory
 from trajstream_sdk.codec import EventCodec
 
 
@@ -21,3 +22,13 @@ def land_events(settings: Settings, client: Any, codec: EventCodec, events: list
                for i, v in enumerate(scored)]  # fmt: skip
     rejected = ClickHouseSink(settings, client, codec).land(records)
     assert rejected == [], rejected
+
+
+def scored_by_id(settings: Settings, codec: EventCodec, tasks: list[str]) -> dict[str, bytes]:
+    """One successful tool-calling trajectory per task, scored in process: trajectory id -> scored record."""
+    pipeline = Pipeline(settings, codec)
+    out: dict[str, bytes] = {}
+    for task in tasks:
+        tid, events = tool_trajectory(codec, task, "lookup", "success", "success")
+        (out[tid],) = pipeline.run(events)
+    return out
